@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The demo: start RabbitMQ and Redis if needed, run a worker with the built-in mock gateway,
+# enqueue one sample job of every message type, and print outcomes as they arrive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/services.sh
+cargo build --quiet
+bin=target/debug/mensajero
+config=config/demo.toml
+log=$(mktemp -t mensajero-demo.XXXXXX.log)
+
+$bin --config $config topology >/dev/null
+# Watch first, so no event is missed; stop after 5 s without one.
+$bin --config $config outcomes --idle 5s &
+watcher=$!
+$bin --config $config --log-format json run 2>"$log" &
+worker=$!
+trap 'kill $worker $watcher 2>/dev/null || true' EXIT
+
+sleep 1
+echo "--- enqueueing examples/jobs.jsonl"
+$bin --config $config enqueue --file examples/jobs.jsonl
+echo "--- outcomes (routing key, job id, attempt, detail)"
+wait $watcher || true
+kill -TERM $worker
+wait $worker || true
+echo "--- worker stopped cleanly; its JSON log is in $log"

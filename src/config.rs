@@ -1,0 +1,763 @@
+//! Configuration (SPEC §5): built-in defaults, overlaid by an optional TOML file, overlaid by
+//! `MENSAJERO__SECTION__KEY` environment variables; secrets only through env references.
+//!
+//! Loading never stops at the first mistake: every section and every channel is checked on
+//! its own and all problems come back together, each naming its field, so
+//! `mensajero config check` can show an operator the whole list at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Value;
+
+/// The defaults shipped in the binary, so it runs without any file next to it.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables starting with this override configuration keys.
+pub const ENV_PREFIX: &str = "MENSAJERO__";
+
+/// The whole configuration of a worker process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Broker connection and topology naming.
+    pub amqp: AmqpConfig,
+    /// Redis connection and key naming.
+    pub redis: RedisConfig,
+    /// Concurrency, leases and shutdown.
+    pub worker: WorkerConfig,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// Channels by name: each selects a provider, its credentials and its sender.
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Values of the environment variables channels reference, read once at load time.
+    secrets: BTreeMap<String, Secret>,
+}
+
+/// `[amqp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Broker URL, credentials included (it is never logged).
+    pub url: String,
+    /// Prefix of every exchange and queue name, so several deployments (or tests) share a vhost.
+    pub prefix: String,
+    /// Redeliveries after which the quorum queue dead-letters a poison message.
+    pub delivery_limit: u32,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Redis URL.
+    pub url: String,
+    /// Prefix of every key, so several deployments (or tests) share one Redis.
+    pub prefix: String,
+}
+
+/// `[worker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Gateway calls running at once in this process.
+    pub max_in_flight: usize,
+    /// Unacknowledged deliveries the broker may push to this consumer.
+    pub prefetch: u16,
+    /// How long an `in_flight` dedupe entry protects a job from a second sender.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// How long shutdown waits for in-flight jobs.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Attempts made inside the worker for retryable failures before `retries_exhausted`.
+    pub inline_attempts: u32,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the listener for metrics, health and webhooks.
+    pub listen: SocketAddr,
+}
+
+/// Which gateway API a channel speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Waspy (`POST /api/v2/messages`).
+    Waspy,
+    /// Whaapy (`POST /messages/v1`).
+    Whaapy,
+    /// Wazzup24 (`POST /v3/message`).
+    Wazzup,
+    /// seven.io (`POST /api/waba/messages`).
+    Seven,
+    /// Meta's WhatsApp Cloud API.
+    Meta,
+    /// The built-in gateway simulator, in process.
+    Mock,
+}
+
+impl ProviderKind {
+    /// The provider's name in outcomes and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waspy => "waspy",
+            Self::Whaapy => "whaapy",
+            Self::Wazzup => "wazzup",
+            Self::Seven => "seven",
+            Self::Meta => "meta",
+            Self::Mock => "mock",
+        }
+    }
+
+    /// Whether this build has an adapter for the provider.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Self::Waspy | Self::Mock)
+    }
+
+    /// Whether the gateway deduplicates a repeated request by our idempotency key, which
+    /// makes resending after an ambiguous failure safe.
+    pub fn has_idempotency(self) -> bool {
+        matches!(self, Self::Waspy | Self::Wazzup | Self::Seven | Self::Mock)
+    }
+}
+
+/// What to do with a job whose previous attempt may have reached a gateway that has no
+/// idempotency mechanism (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAmbiguous {
+    /// Send again: a possible duplicate beats a possibly lost message.
+    Resend,
+    /// Fail the job rather than risk a duplicate.
+    Fail,
+}
+
+/// `[channels.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// The gateway API this channel speaks.
+    pub provider: ProviderKind,
+    /// The gateway's base URL (not needed for `mock`).
+    pub base_url: Option<String>,
+    /// Meta Graph API version (`v21.0`).
+    pub api_version: Option<String>,
+    /// Name of the environment variable that holds the API key.
+    pub api_key_env: Option<String>,
+    /// The sending identity: Waspy phoneNumberId, Wazzup channelId, seven.io from, Meta phone_number_id.
+    pub sender: Option<String>,
+    /// Messages per second across all replicas.
+    #[serde(default = "defaults::rate_per_second")]
+    pub rate_per_second: u32,
+    /// How long an idempotency key stays taken on this channel.
+    #[serde(default = "defaults::dedupe_window", with = "duration")]
+    pub dedupe_window: Duration,
+    /// Name of the environment variable holding the webhook secret.
+    pub webhook_secret_env: Option<String>,
+    /// Name of the environment variable holding Meta's verify token.
+    pub verify_token_env: Option<String>,
+    /// Per gateway request.
+    #[serde(default = "defaults::timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Attempts in all before `retries_exhausted`.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Age after which a job is no longer retried.
+    #[serde(default = "defaults::max_age", with = "duration")]
+    pub max_age: Duration,
+    /// Delay before attempt 2, 3, …; the last repeats.
+    #[serde(default = "defaults::retry_schedule", with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Channels to try when this one provably did not send.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// Minimum spacing between two messages to the same recipient.
+    #[serde(default, with = "optional_duration")]
+    pub recipient_interval: Option<Duration>,
+    /// What to do after an ambiguous attempt on a gateway without idempotency.
+    #[serde(default = "defaults::on_ambiguous")]
+    pub on_ambiguous: OnAmbiguous,
+    /// Template name → gateway template id (Wazzup sends templates by id).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Behaviour of the `mock` provider.
+    #[serde(default)]
+    pub mock: MockOptions,
+}
+
+/// `[channels.<name>.mock]`: how the built-in gateway simulator behaves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockOptions {
+    /// Simulated gateway latency per request.
+    #[serde(default, with = "duration")]
+    pub latency: Duration,
+    /// Fraction (0–1) of requests answered with `error_status`.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// The HTTP status injected errors use (503 or 429 are the interesting ones).
+    #[serde(default = "defaults::mock_error_status")]
+    pub error_status: u16,
+}
+
+mod defaults {
+    use super::OnAmbiguous;
+    use std::time::Duration;
+
+    /// Meta's standard per-number throughput.
+    pub fn rate_per_second() -> u32 {
+        80
+    }
+    pub fn dedupe_window() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn max_attempts() -> u32 {
+        10
+    }
+    pub fn max_age() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub fn retry_schedule() -> Vec<Duration> {
+        [5, 30, 120, 600, 1800, 3600, 7200, 14400]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect()
+    }
+    pub fn on_ambiguous() -> OnAmbiguous {
+        OnAmbiguous::Resend
+    }
+    pub fn mock_error_status() -> u16 {
+        503
+    }
+}
+
+/// One thing wrong with a configuration, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the field (`channels.waspy-ar.timeout`).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A secret read from the environment. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Config {
+    /// Load defaults + `file` (if any) + the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Problems> {
+        let overlay = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Problems(vec![Problem {
+                    path: path.display().to_string(),
+                    message: format!("cannot read: {e}"),
+                }])
+            })?),
+            None => None,
+        };
+        Self::from_sources(overlay.as_deref(), std::env::vars())
+    }
+
+    /// Build from an optional TOML overlay and an explicit environment (testable).
+    pub fn from_sources(
+        overlay: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problems> {
+        let mut problems = Vec::new();
+        let mut root = parse_toml("config/default.toml", DEFAULT_TOML, &mut problems);
+        if let Some(text) = overlay {
+            let over = parse_toml("--config", text, &mut problems);
+            merge(&mut root, over);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env(&mut root, env.iter().cloned(), &mut problems);
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+
+        let table = match root {
+            Value::Table(t) => t,
+            _ => unreachable!("parse_toml returns tables"),
+        };
+        for key in table.keys() {
+            if !["amqp", "redis", "worker", "http", "channels"].contains(&key.as_str()) {
+                problems.push(Problem {
+                    path: key.clone(),
+                    message: "unknown section".into(),
+                });
+            }
+        }
+        let amqp = section::<AmqpConfig>(&table, "amqp", &mut problems);
+        let redis = section::<RedisConfig>(&table, "redis", &mut problems);
+        let worker = section::<WorkerConfig>(&table, "worker", &mut problems);
+        let http = section::<HttpConfig>(&table, "http", &mut problems);
+        let mut channels = BTreeMap::new();
+        match table.get("channels") {
+            None => {}
+            Some(Value::Table(t)) => {
+                for (name, value) in t {
+                    let path = format!("channels.{name}");
+                    if let Some(channel) =
+                        typed::<ChannelConfig>(value.clone(), &path, &mut problems)
+                    {
+                        channels.insert(name.clone(), channel);
+                    }
+                }
+            }
+            Some(_) => problems.push(Problem {
+                path: "channels".into(),
+                message: "must be a table of channels".into(),
+            }),
+        }
+
+        let (Some(amqp), Some(redis), Some(worker), Some(http)) = (amqp, redis, worker, http)
+        else {
+            return Err(Problems(problems));
+        };
+        let referenced: Vec<&String> = channels
+            .values()
+            .flat_map(|c| [&c.api_key_env, &c.webhook_secret_env, &c.verify_token_env])
+            .flatten()
+            .collect();
+        let secrets = env
+            .into_iter()
+            .filter(|(k, _)| referenced.contains(&k))
+            .map(|(k, v)| (k, Secret(v)))
+            .collect();
+        let config = Config {
+            amqp,
+            redis,
+            worker,
+            http,
+            channels,
+            secrets,
+        };
+        problems.extend(config.semantic_problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// Checks that need more than one field, or the environment (referenced secrets must exist).
+    fn semantic_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut push = |path: String, message: String| out.push(Problem { path, message });
+        if self.worker.max_in_flight == 0 {
+            push("worker.max_in_flight".into(), "must be at least 1".into());
+        }
+        if self.worker.prefetch == 0 {
+            push("worker.prefetch".into(), "must be at least 1".into());
+        }
+        if self.worker.inline_attempts == 0 {
+            push("worker.inline_attempts".into(), "must be at least 1".into());
+        }
+        if !valid_name(&self.amqp.prefix) {
+            push(
+                "amqp.prefix".into(),
+                "use letters, digits, '_', '-' and '.'".into(),
+            );
+        }
+        if self.amqp.delivery_limit == 0 {
+            push("amqp.delivery_limit".into(), "must be at least 1".into());
+        }
+        for (name, ch) in &self.channels {
+            let at = |field: &str| format!("channels.{name}.{field}");
+            if !valid_channel_name(name) {
+                push(
+                    format!("channels.{name}"),
+                    "channel names are 1–64 of [A-Za-z0-9_-] (they become routing-key words)"
+                        .into(),
+                );
+            }
+            if !ch.provider.is_implemented() {
+                push(
+                    at("provider"),
+                    format!(
+                        "provider `{}` is not available in this build yet",
+                        ch.provider.as_str()
+                    ),
+                );
+            }
+            if ch.provider != ProviderKind::Mock {
+                match &ch.base_url {
+                    None => push(at("base_url"), "required for this provider".into()),
+                    Some(url) if reqwest::Url::parse(url).is_err() => {
+                        push(at("base_url"), format!("not a URL: {url}"))
+                    }
+                    Some(_) => {}
+                }
+                if ch.sender.is_none() {
+                    push(at("sender"), "required for this provider".into());
+                }
+                match &ch.api_key_env {
+                    None => push(
+                        at("api_key_env"),
+                        "name the environment variable holding the API key".into(),
+                    ),
+                    Some(var) if !self.secrets.contains_key(var) => push(
+                        at("api_key_env"),
+                        format!("environment variable {var} is not set"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            for (field, var) in [
+                ("webhook_secret_env", &ch.webhook_secret_env),
+                ("verify_token_env", &ch.verify_token_env),
+            ] {
+                if let Some(var) = var
+                    && !self.secrets.contains_key(var)
+                {
+                    push(at(field), format!("environment variable {var} is not set"));
+                }
+            }
+            if ch.rate_per_second == 0 {
+                push(at("rate_per_second"), "must be at least 1".into());
+            }
+            if ch.max_attempts == 0 {
+                push(at("max_attempts"), "must be at least 1".into());
+            }
+            if ch.retry_schedule.is_empty() {
+                push(at("retry_schedule"), "needs at least one step".into());
+            }
+            if ch.timeout.is_zero() {
+                push(at("timeout"), "must be more than 0".into());
+            }
+            if self.worker.lease <= ch.timeout {
+                // svix's lesson: a lease shorter than the call it protects lets a second
+                // worker send while the first one is still waiting for the gateway.
+                push(
+                    at("timeout"),
+                    format!(
+                        "must be shorter than worker.lease ({}), or a slow call loses its dedupe lease",
+                        humantime::format_duration(self.worker.lease)
+                    ),
+                );
+            }
+            for other in &ch.failover {
+                if !self.channels.contains_key(other) {
+                    push(at("failover"), format!("unknown channel `{other}`"));
+                }
+            }
+            if !(0.0..=1.0).contains(&ch.mock.error_rate) {
+                push(at("mock.error_rate"), "must be between 0 and 1".into());
+            }
+        }
+        out
+    }
+
+    /// The API key a channel references (None for providers that need none).
+    pub fn api_key(&self, channel: &str) -> Option<Secret> {
+        let var = self.channels.get(channel)?.api_key_env.as_ref()?;
+        self.secrets.get(var).cloned()
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Channel names become words of topic routing keys, so no dots.
+pub fn valid_channel_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn parse_toml(origin: &str, text: &str, problems: &mut Vec<Problem>) -> Value {
+    match text.parse::<toml::Table>() {
+        Ok(t) => Value::Table(t),
+        Err(e) => {
+            problems.push(Problem {
+                path: origin.into(),
+                message: format!("not valid TOML: {}", e.message()),
+            });
+            Value::Table(Default::default())
+        }
+    }
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Apply `MENSAJERO__A__B=value`. Segments are matched case-insensitively against existing
+/// keys with `_` standing for `-` too, because env names cannot hold `-` (`WASPY_AR` finds
+/// channel `waspy-ar`). Values parse as TOML when they can (`80`, `true`, `["5s","30s"]`),
+/// else stay strings.
+fn apply_env(
+    root: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (key, raw) in vars {
+        let segments: Vec<&str> = key[ENV_PREFIX.len()..].split("__").collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            problems.push(Problem {
+                path: key.clone(),
+                message: "malformed variable name".into(),
+            });
+            continue;
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| Value::String(raw.clone()));
+        let mut node = &mut *root;
+        for (i, seg) in segments.iter().enumerate() {
+            let Value::Table(table) = node else {
+                problems.push(Problem {
+                    path: key.clone(),
+                    message: "overrides a value that is not a table".into(),
+                });
+                break;
+            };
+            let wanted = seg.to_ascii_lowercase();
+            let existing = table
+                .keys()
+                .find(|k| k.to_ascii_lowercase().replace('-', "_") == wanted)
+                .cloned();
+            let name = existing.unwrap_or(wanted);
+            if i + 1 == segments.len() {
+                table.insert(name, value.clone());
+                break;
+            }
+            node = table
+                .entry(name)
+                .or_insert_with(|| Value::Table(Default::default()));
+        }
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    table: &toml::Table,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let value = table
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| Value::Table(Default::default()));
+    typed(value, name, problems)
+}
+
+fn typed<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            problems.push(Problem {
+                path,
+                message: e.into_inner().to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// Durations as humantime strings (`"60s"`, `"24h"`, `"500ms"`).
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    /// Deserialize a humantime duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"30s\""
+            ))
+        })
+    }
+}
+
+mod optional_duration {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
+mod duration_list {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| {
+                humantime::parse_duration(t)
+                    .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration ({e})")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_env_overrides_apply() {
+        let overlay = "[channels.waspy-ar]\nprovider = \"mock\"\n";
+        let c = Config::from_sources(
+            Some(overlay),
+            env(&[
+                ("MENSAJERO__WORKER__MAX_IN_FLIGHT", "7"),
+                ("MENSAJERO__CHANNELS__WASPY_AR__RATE_PER_SECOND", "20"),
+                (
+                    "MENSAJERO__CHANNELS__WASPY_AR__RETRY_SCHEDULE",
+                    "[\"1s\", \"2s\"]",
+                ),
+                ("MENSAJERO__AMQP__PREFIX", "t-1"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.worker.max_in_flight, 7);
+        assert_eq!(c.worker.lease, Duration::from_secs(60));
+        assert_eq!(c.amqp.prefix, "t-1");
+        let ch = &c.channels["waspy-ar"];
+        assert_eq!(ch.rate_per_second, 20);
+        assert_eq!(
+            ch.retry_schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(ch.dedupe_window, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let overlay = r#"
+            [worker]
+            lease = "forever"
+            [channels.a]
+            provider = "waspy"
+            timeout = "90s"
+            [channels.b]
+            provider = "carrier-pigeon"
+            [channels."bad.name"]
+            provider = "mock"
+            failover = ["nowhere"]
+            [surprise]
+            x = 1
+        "#;
+        let err = Config::from_sources(Some(overlay), env(&[])).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"surprise"), "{err}");
+        assert!(paths.contains(&"worker.lease"), "{err}");
+        assert!(paths.contains(&"channels.b.provider"), "{err}");
+        // The worker section failed, so cross-field checks cannot run; a fixed lease shows them.
+        let overlay = overlay
+            .replace("\"forever\"", "\"60s\"")
+            .replace("[surprise]\n            x = 1", "");
+        let overlay = overlay.replace("provider = \"carrier-pigeon\"", "provider = \"mock\"");
+        let err = Config::from_sources(Some(&overlay), env(&[])).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "channels.a.base_url",
+            "channels.a.sender",
+            "channels.a.api_key_env",
+            "channels.a.timeout",
+            "channels.bad.name",
+            "channels.bad.name.failover",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("wspy_live_123");
+        assert!(!format!("{s:?}").contains("wspy"));
+    }
+}

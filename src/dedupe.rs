@@ -1,0 +1,311 @@
+//! Deduplication (SPEC §4): one Redis hash per (channel, idempotency key).
+//!
+//! ```text
+//!            claim                       complete(sent|failed)
+//!  (none) ───────────▶ in_flight(lease) ─────────────────────▶ sent | failed   (TTL = window)
+//!                        │    ▲
+//!      lease expired, or │    │ the same job resumes it (crash, redelivery)
+//!      redelivered job   └────┘
+//! ```
+//!
+//! Each transition is one Lua script, so two workers racing for a key see one winner. The
+//! lease bounds how long a crashed worker's claim blocks the job; `ambiguous` remembers
+//! whether the last attempt may have reached the gateway, which decides what a resumed
+//! job may do on a gateway without idempotency.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script, Value};
+
+use crate::outcome::{OutcomeError, Status};
+
+/// A (channel, key) entry's terminal record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// `sent` or `failed`.
+    pub status: Status,
+    /// The job that holds the key.
+    pub job_id: String,
+    /// The gateway's message id, when sent.
+    pub provider_message_id: Option<String>,
+    /// The error, when failed.
+    pub error: Option<OutcomeError>,
+    /// The attempt that ended it.
+    pub attempt: u32,
+}
+
+/// What [`Dedupe::claim`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key was free: this worker owns it now; nothing was ever sent for it.
+    Acquired,
+    /// This job's own earlier claim was taken over (crash or redelivery). `ambiguous` says
+    /// whether that earlier attempt may have reached the gateway.
+    Resumed {
+        /// The earlier attempt may have been sent.
+        ambiguous: bool,
+        /// Attempts already begun under earlier claims.
+        previous_attempts: u32,
+    },
+    /// Another holder's lease is live.
+    Busy {
+        /// The job holding the key.
+        job_id: String,
+        /// Time left on its lease.
+        lease_left: Duration,
+    },
+    /// The key already has a terminal record.
+    Done(Record),
+}
+
+/// Errors talking to Redis; the caller retries them (the job is not at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum DedupeError {
+    /// Redis did not answer or refused.
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    /// A script answered something this code does not understand.
+    #[error("unexpected dedupe script reply: {0}")]
+    Protocol(String),
+}
+
+/// The dedupe store.
+#[derive(Clone)]
+pub struct Dedupe {
+    redis: ConnectionManager,
+    prefix: String,
+    claim: Script,
+    complete: Script,
+    renew: Script,
+    release: Script,
+}
+
+// Times come from Redis' own clock (TIME) so workers with skewed clocks agree on leases.
+const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+// KEYS[1] entry; ARGV: job_id, owner, lease_ms, in_flight_ttl_ms, take_over_live ('1'/'0')
+const CLAIM: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  redis.call('HSET', KEYS[1], 'state', 'in_flight', 'job', ARGV[1], 'owner', ARGV[2],
+    'lease_until', now + tonumber(ARGV[3]), 'attempts', 0, 'ambiguous', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {'acquired'}
+end
+if state == 'in_flight' then
+  local job = redis.call('HGET', KEYS[1], 'job')
+  local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until')) or 0
+  if job == ARGV[1] and (lease_until <= now or ARGV[5] == '1') then
+    redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    return {'resumed', redis.call('HGET', KEYS[1], 'ambiguous') or '0',
+      redis.call('HGET', KEYS[1], 'attempts') or '0'}
+  end
+  return {'busy', job, tostring(math.max(lease_until - now, 0))}
+end
+return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
+  redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
+  redis.call('HGET', KEYS[1], 'attempt') or '0'}
+"#;
+
+// KEYS[1]; ARGV: job_id, status, pmid, error_json, attempt, window_ms.
+// A terminal record is written once; a late writer gets the existing one back.
+const COMPLETE: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and state ~= 'in_flight' then
+  return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
+    redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
+    redis.call('HGET', KEYS[1], 'attempt') or '0'}
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'job', ARGV[1], 'pmid', ARGV[3], 'error', ARGV[4], 'attempt', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return {'ok'}
+"#;
+
+// KEYS[1]; ARGV: owner, lease_ms. Marks an attempt as begun (possibly reaching the gateway).
+const RENEW: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', now + tonumber(ARGV[2]), 'ambiguous', 1)
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 1
+"#;
+
+// KEYS[1]; ARGV: owner, ambiguous. Gives the lease up so a redelivery need not wait for it.
+const RELEASE: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', 0, 'ambiguous', ARGV[2])
+return 1
+"#;
+
+impl Dedupe {
+    /// A store on `redis` with keys under `prefix`.
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
+        Self {
+            redis,
+            prefix: prefix.to_string(),
+            claim: script(CLAIM),
+            complete: script(COMPLETE),
+            renew: script(RENEW),
+            release: script(RELEASE),
+        }
+    }
+
+    /// The Redis key of a (channel, idempotency key) entry.
+    pub fn key(&self, channel: &str, idempotency_key: &str) -> String {
+        format!("{}:dedupe:{channel}:{idempotency_key}", self.prefix)
+    }
+
+    /// Try to take the key for `job_id`. `take_over_live` lets a redelivered job resume its own
+    /// claim before the lease runs out (safe only where the gateway deduplicates by key).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        job_id: &str,
+        owner: &str,
+        lease: Duration,
+        window: Duration,
+        take_over_live: bool,
+    ) -> Result<Claim, DedupeError> {
+        // The in-flight entry must outlive its lease, or a second sender could slip in.
+        let ttl = window.max(lease * 2);
+        let reply: Vec<String> = self
+            .claim
+            .key(self.key(channel, idempotency_key))
+            .arg(job_id)
+            .arg(owner)
+            .arg(millis(lease))
+            .arg(millis(ttl))
+            .arg(if take_over_live { "1" } else { "0" })
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("acquired") => Ok(Claim::Acquired),
+            Some("resumed") => Ok(Claim::Resumed {
+                ambiguous: reply.get(1).is_some_and(|a| a == "1"),
+                previous_attempts: number(reply.get(2)),
+            }),
+            Some("busy") => Ok(Claim::Busy {
+                job_id: reply.get(1).cloned().unwrap_or_default(),
+                lease_left: Duration::from_millis(number(reply.get(2)).into()),
+            }),
+            Some("done") => Ok(Claim::Done(record_from(&reply[1..])?)),
+            _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
+        }
+    }
+
+    /// Note that an attempt is starting: extends the lease and marks the entry ambiguous.
+    /// Returns false when another owner took the entry over.
+    pub async fn begin_attempt(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, DedupeError> {
+        let n: i64 = self
+            .renew
+            .key(self.key(channel, idempotency_key))
+            .arg(owner)
+            .arg(millis(lease))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Give the lease up early (shutdown, lost broker channel). `ambiguous` says whether
+    /// the last attempt may have reached the gateway.
+    pub async fn release(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        owner: &str,
+        ambiguous: bool,
+    ) -> Result<(), DedupeError> {
+        let _: i64 = self
+            .release
+            .key(self.key(channel, idempotency_key))
+            .arg(owner)
+            .arg(if ambiguous { "1" } else { "0" })
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Record the terminal status. Returns the record already there if another worker
+    /// finished first (the caller publishes that one instead).
+    pub async fn complete(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        record: &Record,
+        window: Duration,
+    ) -> Result<Option<Record>, DedupeError> {
+        let error = match &record.error {
+            Some(e) => {
+                serde_json::to_string(e).map_err(|e| DedupeError::Protocol(e.to_string()))?
+            }
+            None => String::new(),
+        };
+        let reply: Vec<String> = self
+            .complete
+            .key(self.key(channel, idempotency_key))
+            .arg(&record.job_id)
+            .arg(record.status.as_str())
+            .arg(record.provider_message_id.as_deref().unwrap_or(""))
+            .arg(error)
+            .arg(record.attempt)
+            .arg(millis(window))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(None),
+            Some("done") => Ok(Some(record_from(&reply[1..])?)),
+            _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
+        }
+    }
+
+    /// Ping Redis (readiness).
+    pub async fn ping(&self) -> Result<(), DedupeError> {
+        let _: Value = redis::cmd("PING")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
+fn number(s: Option<&String>) -> u32 {
+    s.and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Decode `[state, job, pmid, error_json, attempt]`.
+fn record_from(fields: &[String]) -> Result<Record, DedupeError> {
+    let [state, job, pmid, error, attempt] = fields else {
+        return Err(DedupeError::Protocol(format!("{fields:?}")));
+    };
+    let status = match state.as_str() {
+        "sent" => Status::Sent,
+        "failed" => Status::Failed,
+        other => return Err(DedupeError::Protocol(format!("state {other}"))),
+    };
+    let error = if error.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(error).map_err(|e| DedupeError::Protocol(e.to_string()))?)
+    };
+    Ok(Record {
+        status,
+        job_id: job.clone(),
+        provider_message_id: (!pmid.is_empty()).then(|| pmid.clone()),
+        error,
+        attempt: attempt.parse().unwrap_or(0),
+    })
+}

@@ -1,0 +1,34 @@
+//! mensajero: a durable outbound WhatsApp message queue worker.
+//!
+//! Upstream systems publish send jobs to RabbitMQ; workers validate and deduplicate them,
+//! send them through the gateway their channel names, and publish every status transition
+//! to an outcomes exchange. `../shared/SPEC.md` (in the repository: README.md) is the contract.
+//!
+//! # Layout
+//!
+//! Data flows one way: broker → job → dedupe → provider → outcome → broker. No module
+//! reaches back up.
+//!
+//! - [`config`] owns configuration: built-in defaults, file and environment overlays, every
+//!   problem reported at once, secrets only by environment reference.
+//! - [`job`] owns the input contract: the job envelope and the canonical message (Meta's
+//!   message object), validation with field paths, E.164 normalisation, the JSON Schema.
+//! - [`outcome`] owns the output contract: outcome events, the status order, stable event ids.
+//! - [`retry`] owns failure classification (SPEC §7) and retry schedules.
+//! - [`broker`] owns RabbitMQ: topology, the confirmed + mandatory publisher, dead letters,
+//!   and the [`broker::Producer`] that upstream Rust code uses to enqueue jobs.
+//! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
+//!   lease, then `sent` / `failed` for the channel's window.
+//! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
+//!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
+//! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
+//!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.
+
+pub mod broker;
+pub mod config;
+pub mod dedupe;
+pub mod job;
+pub mod outcome;
+pub mod providers;
+pub mod retry;
+pub mod worker;

@@ -1,0 +1,428 @@
+//! The `mensajero` command: worker, operator tools, producer and mock gateway.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+use mensajero::broker::{self, Producer, Topology};
+use mensajero::config::{Config, MockOptions};
+use mensajero::outcome::Outcome;
+use mensajero::providers::mock;
+
+#[derive(Parser)]
+#[command(
+    name = "mensajero",
+    version,
+    about = "Durable outbound WhatsApp message queue worker"
+)]
+struct Cli {
+    /// Configuration file overlaid on the built-in defaults.
+    #[arg(long, global = true, env = "MENSAJERO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format; `auto` is human-readable on a terminal and JSON lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the worker until SIGTERM/SIGINT.
+    Run,
+    /// Declare the exchanges and queues (idempotent), then exit.
+    Topology {
+        /// Delete them instead (loses queued messages!).
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Print the JSON Schema of a job.
+    Schema,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Publish jobs (JSON lines from a file or stdin, or one job from flags) with confirms.
+    Enqueue(EnqueueArgs),
+    /// Print outcome events as they arrive.
+    Outcomes {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this long without an event.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        idle: Option<Duration>,
+    },
+    /// Run the gateway simulator as an HTTP server speaking Waspy's API.
+    MockGateway {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// Latency per request.
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+        /// Fraction of requests answered with --error-status.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// HTTP status of injected errors.
+        #[arg(long, default_value_t = 503)]
+        error_status: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and report every problem at once.
+    Check,
+}
+
+#[derive(clap::Args)]
+struct EnqueueArgs {
+    /// JSON-lines file of jobs (`-` for stdin). Without it, one job is built from the flags.
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// Publish even invalid jobs (for testing the worker's refusal path).
+    #[arg(long)]
+    no_validate: bool,
+    /// Job id (flags mode).
+    #[arg(long)]
+    id: Option<String>,
+    /// Channel (flags mode).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Recipient (flags mode).
+    #[arg(long)]
+    to: Option<String>,
+    /// Text body (flags mode).
+    #[arg(long)]
+    text: Option<String>,
+    /// Idempotency key (flags mode).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cli.command {
+        Command::Schema => {
+            print!("{}", mensajero::job::json_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                println!(
+                    "configuration OK: {} channel(s): {}",
+                    config.channels.len(),
+                    config
+                        .channels
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::MockGateway {
+            listen,
+            latency,
+            error_rate,
+            error_status,
+        } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let address = listener.local_addr()?;
+            // The first line on stdout tells scripts where it listens (useful with port 0).
+            println!("mock gateway listening on http://{address}");
+            let core = mock::MockCore::new(MockOptions {
+                latency,
+                error_rate,
+                error_status,
+            });
+            let shutdown = shutdown_signal();
+            mock::serve(listener, core, async move { shutdown.cancelled().await }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let config = load(cli.config.as_deref())?;
+            match command {
+                Command::Run => {
+                    if config.channels.is_empty() {
+                        anyhow::bail!(
+                            "no channels configured: add [channels.<name>] to your --config file"
+                        );
+                    }
+                    mensajero::worker::run(config, shutdown_signal()).await?;
+                }
+                Command::Topology { delete } => topology(&config, delete).await?,
+                Command::Enqueue(args) => return enqueue(&config, args).await,
+                Command::Outcomes { count, idle } => outcomes(&config, count, idle).await?,
+                Command::Schema | Command::Config { .. } | Command::MockGateway { .. } => {
+                    unreachable!("handled above")
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|problems| anyhow::anyhow!("{problems}"))
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn topology(config: &Config, delete: bool) -> anyhow::Result<()> {
+    let topology = Topology::from_config(&config.amqp);
+    let connection = broker::connect(&config.amqp.url, "mensajero-topology")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let channel = connection.create_channel().await?;
+    if delete {
+        topology.delete(&channel).await?;
+        println!("deleted {topology:#?}");
+    } else {
+        topology.declare(&channel).await?;
+        println!("declared {topology:#?}");
+    }
+    connection.close(200, "done".into()).await?;
+    Ok(())
+}
+
+async fn enqueue(config: &Config, args: EnqueueArgs) -> anyhow::Result<std::process::ExitCode> {
+    let lines: Vec<String> = match &args.file {
+        Some(path) if path.as_os_str() == "-" => {
+            std::io::stdin().lock().lines().collect::<Result<_, _>>()?
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        None => {
+            let (Some(channel), Some(to), Some(text)) = (&args.channel, &args.to, &args.text)
+            else {
+                anyhow::bail!("give --file, or --channel, --to and --text");
+            };
+            let id = args
+                .id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let mut job = serde_json::json!({
+                "id": id, "channel": channel, "to": to,
+                "message": {"type": "text", "text": {"body": text}},
+            });
+            if let Some(key) = &args.idempotency_key {
+                job["idempotency_key"] = key.clone().into();
+            }
+            vec![job.to_string()]
+        }
+    };
+    let connection = broker::connect(&config.amqp.url, "mensajero-enqueue")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let producer = Producer::new(&connection, Topology::from_config(&config.amqp)).await?;
+    let (mut published, mut rejected) = (0usize, 0usize);
+    for (number, line) in lines.iter().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let result = if args.no_validate {
+            producer
+                .publish_raw(line.as_bytes(), mensajero::job::Priority::Transactional)
+                .await
+                .map(|()| None)
+                .map_err(Into::into)
+        } else {
+            producer.enqueue(line.as_bytes()).await.map(Some)
+        };
+        match result {
+            Ok(job) => {
+                published += 1;
+                if let Some(job) = job {
+                    println!(
+                        "published {} ({} to {})",
+                        job.id,
+                        job.message.type_name(),
+                        job.channel
+                    );
+                }
+            }
+            Err(e) => {
+                rejected += 1;
+                println!("line {}: rejected: {e}", number + 1);
+            }
+        }
+    }
+    connection.close(200, "done".into()).await?;
+    println!("{published} published, {rejected} rejected");
+    Ok(if rejected == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+async fn outcomes(
+    config: &Config,
+    count: Option<usize>,
+    idle: Option<Duration>,
+) -> anyhow::Result<()> {
+    let topology = Topology::from_config(&config.amqp);
+    let connection = broker::connect(&config.amqp.url, "mensajero-outcomes")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    // A private, temporary queue: watching must never hold back or steal anyone's events.
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            topology.outcomes_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let shutdown = shutdown_signal();
+    let mut seen = 0usize;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4)) => break,
+            next = consumer.next() => next,
+        };
+        let Some(delivery) = next else { break };
+        let delivery = delivery?;
+        match serde_json::from_slice::<Outcome>(&delivery.data) {
+            Ok(o) => {
+                let detail = match (&o.error, &o.provider_message_id, &o.original_job_id) {
+                    (Some(e), _, _) => format!("{}/{}: {}", e.class.as_str(), e.code, e.message),
+                    (None, _, Some(original)) => format!("duplicate of {original}"),
+                    (None, Some(id), None) => format!("provider id {id}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:<28} {:<24} attempt {} {}",
+                    o.routing_key(),
+                    o.job_id,
+                    o.attempt,
+                    detail
+                );
+            }
+            Err(_) => println!("{}", String::from_utf8_lossy(&delivery.data)),
+        }
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    connection.close(200, "done".into()).await?;
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Gateways (SPEC §8): one adapter per provider API behind one seam.
+//!
+//! An [`Adapter`] is pure: it turns a canonical [`Job`] into an [`HttpCall`] and an
+//! [`HttpReply`] into an [`Accepted`] or a classified [`Failure`]. It knows nothing of
+//! RabbitMQ or Redis, so it is tested against an HTTP fake alone. [`HttpGateway`] runs
+//! the call with reqwest and classifies transport errors the same way for every provider;
+//! [`Gateway`] is what the worker holds per channel.
+
+pub mod mock;
+pub mod waspy;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use crate::config::{ChannelConfig, ProviderKind, Secret};
+use crate::job::Job;
+use crate::retry::{ErrorClass, Failure};
+
+/// What one send needs besides the job itself.
+#[derive(Debug, Clone, Copy)]
+pub struct SendContext<'a> {
+    /// Handed to the gateway's own idempotency mechanism on every attempt.
+    pub idempotency_key: &'a str,
+    /// 1-based attempt number.
+    pub attempt: u32,
+}
+
+/// The gateway took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The gateway's id for the message, used to correlate receipts.
+    pub provider_message_id: String,
+    /// The gateway answered from its idempotency cache: an earlier attempt had already sent it.
+    pub replayed: bool,
+}
+
+/// The outcome of one send attempt.
+pub type SendResult = Result<Accepted, Failure>;
+
+/// An HTTP request as an adapter describes it, independent of the HTTP client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCall {
+    /// HTTP method.
+    pub method: reqwest::Method,
+    /// Path (and query) appended to the channel's `base_url`.
+    pub path: String,
+    /// Headers, authentication included.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// JSON body.
+    pub body: Value,
+}
+
+/// An HTTP answer as the adapter sees it.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Response headers (`Retry-After`, replay markers).
+    pub headers: HeaderMap,
+    /// Raw body.
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    /// The body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The `Retry-After` header, parsed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::retry::parse_retry_after)
+    }
+}
+
+/// A provider API: canonical job in, HTTP request out; HTTP answer in, classified result out.
+pub trait Adapter: Send + Sync + 'static {
+    /// Which provider this adapter speaks.
+    fn provider(&self) -> ProviderKind;
+
+    /// Build the send request, or fail the job when this gateway cannot express it.
+    fn request(&self, job: &Job, ctx: SendContext<'_>) -> Result<HttpCall, Failure>;
+
+    /// Classify the gateway's answer.
+    fn response(&self, reply: &HttpReply) -> SendResult;
+}
+
+/// An adapter plus the HTTP client that runs its calls.
+pub struct HttpGateway {
+    adapter: Box<dyn Adapter>,
+    client: reqwest::Client,
+    base_url: String,
+}
+
+impl HttpGateway {
+    /// A gateway for `adapter` at `base_url`, with per-request `timeout`.
+    pub fn new(
+        adapter: Box<dyn Adapter>,
+        base_url: &str,
+        timeout: Duration,
+    ) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(512)
+            .user_agent(concat!("mensajero/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            adapter,
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Send one attempt.
+    pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
+        let call = self.adapter.request(job, ctx)?;
+        let url = format!("{}{}", self.base_url, call.path);
+        let mut request = self.client.request(call.method, &url).json(&call.body);
+        for (name, value) in call.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(transport_failure)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| {
+            // The gateway answered, so it may well have taken the message.
+            Failure::new(
+                ErrorClass::Transient,
+                "read_error",
+                format!("reading the answer failed: {}", without_url(&e)),
+            )
+            .maybe_sent()
+        })?;
+        self.adapter.response(&HttpReply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Classify a reqwest error. Connect failures provably did not send; anything later may have.
+fn transport_failure(e: reqwest::Error) -> Failure {
+    let detail = without_url(&e);
+    if e.is_connect() {
+        Failure::new(
+            ErrorClass::Transient,
+            "connect",
+            format!("cannot connect: {detail}"),
+        )
+    } else if e.is_timeout() {
+        Failure::new(
+            ErrorClass::Transient,
+            "timeout",
+            format!("no answer in time: {detail}"),
+        )
+        .maybe_sent()
+    } else {
+        Failure::new(ErrorClass::Transient, "transport", detail).maybe_sent()
+    }
+}
+
+/// reqwest's Display includes the URL; a gateway URL may carry a key in its query string.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<gateway>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What the worker holds per channel.
+pub enum Gateway {
+    /// A real gateway over HTTP.
+    Http(HttpGateway),
+    /// The in-process simulator.
+    Mock(mock::InProcess),
+}
+
+impl Gateway {
+    /// Build the gateway a channel's configuration describes.
+    pub fn from_config(
+        name: &str,
+        channel: &ChannelConfig,
+        api_key: Option<Secret>,
+    ) -> anyhow::Result<Self> {
+        let sender = channel.sender.clone().unwrap_or_default();
+        let adapter: Box<dyn Adapter> = match channel.provider {
+            ProviderKind::Mock => {
+                return Ok(Self::Mock(mock::InProcess::new(channel.mock.clone())));
+            }
+            ProviderKind::Waspy => Box::new(waspy::Waspy::new(
+                sender,
+                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+            )),
+            other => anyhow::bail!(
+                "channel {name}: provider {} is not available in this build",
+                other.as_str()
+            ),
+        };
+        let base_url = channel
+            .base_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("channel {name}: base_url missing"))?;
+        Ok(Self::Http(HttpGateway::new(
+            adapter,
+            base_url,
+            channel.timeout,
+        )?))
+    }
+
+    /// The provider's name, for outcomes.
+    pub fn provider(&self) -> ProviderKind {
+        match self {
+            Self::Http(g) => g.adapter.provider(),
+            Self::Mock(_) => ProviderKind::Mock,
+        }
+    }
+
+    /// Send one attempt.
+    pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
+        match self {
+            Self::Http(g) => g.send(job, ctx).await,
+            Self::Mock(m) => m.send(job, ctx).await,
+        }
+    }
+}
+
+/// A gateway that cannot express a message type fails it as `invalid` and names itself,
+/// never silently downgrading it (SPEC §2).
+pub fn unsupported(provider: ProviderKind, what: &str) -> Failure {
+    Failure::invalid(
+        "unsupported_message_type",
+        format!("{} cannot send {what}", provider.as_str()),
+    )
+}
+
+/// Merge a job's `provider_options` into a request body. Options may add fields but not
+/// replace the ones the adapter set: a typo'd option must not silently re-address a message.
+pub fn merge_options(body: &mut Map<String, Value>, job: &Job) -> Result<(), Failure> {
+    let Some(options) = &job.provider_options else {
+        return Ok(());
+    };
+    for (key, value) in options {
+        if body.contains_key(key) {
+            return Err(Failure::invalid(
+                "invalid_field",
+                format!("provider_options.{key}: conflicts with a field mensajero sets"),
+            ));
+        }
+        body.insert(key.clone(), value.clone());
+    }
+    Ok(())
+}
+
+/// Find an error code in the JSON body shapes gateways use: `{"error":{"code"}}`,
+/// `{"code"}`, `{"error_code"}`, `{"errors":[{"code"}]}`. Numbers come back as text.
+pub fn error_code(body: &Value) -> Option<String> {
+    let candidates = [
+        body.pointer("/error/code"),
+        body.get("code"),
+        body.get("error_code"),
+        body.pointer("/errors/0/code"),
+        body.get("error").filter(|e| e.is_string()),
+    ];
+    candidates.into_iter().flatten().find_map(|v| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// Find a human error message in the usual body shapes.
+pub fn error_message(body: &Value) -> Option<String> {
+    [
+        body.pointer("/error/message"),
+        body.get("message"),
+        body.get("error_message"),
+        body.get("description"),
+        body.pointer("/errors/0/message"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| v.as_str().map(str::to_owned))
+}
+
+/// Default class for an HTTP status no table names: 5xx and unknowns are transient (safe to
+/// retry), 401/403 auth, 429 rate limited, other 4xx invalid.
+pub fn class_for_status(status: u16) -> ErrorClass {
+    match status {
+        401 | 403 => ErrorClass::Auth,
+        408 => ErrorClass::Transient,
+        429 => ErrorClass::RateLimited,
+        400..=499 => ErrorClass::Invalid,
+        _ => ErrorClass::Transient,
+    }
+}

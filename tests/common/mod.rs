@@ -1,0 +1,411 @@
+//! Test harness: real RabbitMQ and Redis, one unique prefix per test.
+//!
+//! Services come from `AMQP_URL` / `REDIS_URL` when set (scripts/test.sh and CI set them),
+//! else from the local default ports when they answer, else from testcontainers where a
+//! Docker engine exists. Every test gets its own exchange/queue/key prefix and deletes what
+//! it declared when dropped, so tests run in parallel and repeatedly against one broker
+//! without leaving quorum queues (Raft groups) behind.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, Consumer};
+use mensajero::broker::{self, Producer, Topology};
+use mensajero::config::Config;
+use mensajero::job::Priority;
+use mensajero::outcome::Outcome;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Broker and Redis addresses for this test run.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub amqp_url: String,
+    pub redis_url: String,
+}
+
+static SERVICES: OnceLock<Services> = OnceLock::new();
+
+const LOCAL_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const LOCAL_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Where the services are; resolved once per test process.
+pub fn services() -> Services {
+    SERVICES
+        .get_or_init(|| {
+            if let (Ok(amqp_url), Ok(redis_url)) = (std::env::var("AMQP_URL"), std::env::var("REDIS_URL")) {
+                return Services { amqp_url, redis_url };
+            }
+            let reachable = |addr: &str| {
+                std::net::TcpStream::connect_timeout(&addr.parse().expect("literal address"), Duration::from_millis(300)).is_ok()
+            };
+            if reachable("127.0.0.1:5672") && reachable("127.0.0.1:6379") {
+                return Services { amqp_url: LOCAL_AMQP.into(), redis_url: LOCAL_REDIS.into() };
+            }
+            containers().unwrap_or_else(|e| {
+                panic!(
+                    "no RabbitMQ/Redis for the tests: set AMQP_URL and REDIS_URL, run scripts/services.sh, \
+                     or provide a Docker engine for testcontainers ({e})"
+                )
+            })
+        })
+        .clone()
+}
+
+/// Start RabbitMQ and Redis containers (kept for the life of the test process). Runs on its
+/// own thread and runtime because it is called from inside async tests.
+fn containers() -> Result<Services, String> {
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            use testcontainers::ImageExt;
+            use testcontainers::runners::AsyncRunner;
+            let rabbit = testcontainers_modules::rabbitmq::RabbitMq::default()
+                .with_tag("3.13-management")
+                .start()
+                .await
+                .map_err(|e| e.to_string())?;
+            let redis = testcontainers_modules::redis::Redis::default()
+                .with_tag("7.2")
+                .start()
+                .await
+                .map_err(|e| e.to_string())?;
+            let amqp_port = rabbit
+                .get_host_port_ipv4(5672)
+                .await
+                .map_err(|e| e.to_string())?;
+            let redis_port = redis
+                .get_host_port_ipv4(6379)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The containers must outlive every test in the process.
+            std::mem::forget(rabbit);
+            std::mem::forget(redis);
+            Ok(Services {
+                amqp_url: format!("amqp://guest:guest@127.0.0.1:{amqp_port}/%2f"),
+                redis_url: format!("redis://127.0.0.1:{redis_port}"),
+            })
+        })
+    })
+    .join()
+    .map_err(|_| "container start-up panicked".to_string())?
+}
+
+/// A unique name prefix for one test.
+pub fn unique_prefix(test: &str) -> String {
+    format!(
+        "t-{test}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// Build a configuration for a test: services, unique prefixes, short timeouts, the given
+/// channels (TOML) and environment (secrets).
+pub fn config(prefix: &str, channels_toml: &str, env: &[(&str, &str)]) -> Config {
+    let services = services();
+    let overlay = format!(
+        r#"
+[amqp]
+url = "{amqp}"
+prefix = "{prefix}"
+[redis]
+url = "{redis}"
+prefix = "{prefix}"
+[worker]
+max_in_flight = 64
+prefetch = 64
+lease = "20s"
+shutdown_grace = "10s"
+[http]
+listen = "127.0.0.1:0"
+{channels_toml}
+"#,
+        amqp = services.amqp_url,
+        redis = services.redis_url,
+    );
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_sources(Some(&overlay), env).unwrap_or_else(|p| panic!("test config invalid: {p}"))
+}
+
+/// One test's slice of the broker and Redis, plus an optional in-process worker.
+pub struct TestApp {
+    pub prefix: String,
+    pub config: Config,
+    pub topology: Topology,
+    pub connection: Connection,
+    pub producer: Producer,
+    outcomes: tokio::sync::Mutex<Consumer>,
+    worker: Option<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+}
+
+impl TestApp {
+    /// Declare the topology and an outcome tap, without starting a worker.
+    pub async fn new(config: Config) -> Self {
+        let prefix = config.amqp.prefix.clone();
+        let topology = Topology::from_config(&config.amqp);
+        let connection = broker::connect(&config.amqp.url, "mensajero-test")
+            .await
+            .expect("connect to RabbitMQ");
+        let producer = Producer::new(&connection, topology.clone())
+            .await
+            .expect("producer");
+        let channel = connection.create_channel().await.expect("channel");
+        let tap = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("outcome tap");
+        channel
+            .queue_bind(
+                tap.name().clone(),
+                topology.outcomes_exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind tap");
+        let outcomes = channel
+            .basic_consume(
+                tap.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume tap");
+        Self {
+            prefix,
+            config,
+            topology,
+            connection,
+            producer,
+            outcomes: tokio::sync::Mutex::new(outcomes),
+            worker: None,
+        }
+    }
+
+    /// Declare everything and start a worker in this process.
+    pub async fn spawn(config: Config) -> Self {
+        let mut app = Self::new(config).await;
+        app.start_worker();
+        app
+    }
+
+    /// Start an in-process worker.
+    pub fn start_worker(&mut self) {
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(mensajero::worker::run(self.config.clone(), token.clone()));
+        self.worker = Some((token, handle));
+    }
+
+    /// Stop the in-process worker gracefully and return its result.
+    pub async fn stop_worker(&mut self) -> anyhow::Result<()> {
+        let (token, handle) = self.worker.take().expect("worker running");
+        token.cancel();
+        handle.await.expect("worker task")
+    }
+
+    /// Publish a job (validated by the producer).
+    pub async fn enqueue(&self, job: &Value) {
+        self.producer
+            .enqueue(job.to_string().as_bytes())
+            .await
+            .expect("enqueue");
+    }
+
+    /// Publish raw bytes as a job, unvalidated.
+    pub async fn enqueue_raw(&self, body: &[u8]) {
+        self.producer
+            .publish_raw(body, Priority::Transactional)
+            .await
+            .expect("publish raw");
+    }
+
+    /// The next outcome event, within 15 s.
+    pub async fn next_outcome(&self) -> Outcome {
+        self.try_next_outcome(Duration::from_secs(15))
+            .await
+            .expect("an outcome within 15 s")
+    }
+
+    /// The next outcome event, if one comes within `wait`.
+    pub async fn try_next_outcome(&self, wait: Duration) -> Option<Outcome> {
+        let mut consumer = self.outcomes.lock().await;
+        let delivery = tokio::time::timeout(wait, consumer.next())
+            .await
+            .ok()??
+            .expect("outcome delivery");
+        Some(serde_json::from_slice(&delivery.data).expect("outcome JSON"))
+    }
+
+    /// Collect outcomes until `n` have arrived (panics after 30 s without progress).
+    pub async fn outcomes(&self, n: usize) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.try_next_outcome(Duration::from_secs(30)).await {
+                Some(o) => out.push(o),
+                None => panic!(
+                    "only {} of {n} outcomes arrived: {:#?}",
+                    out.len(),
+                    out.iter().map(|o| o.routing_key()).collect::<Vec<_>>()
+                ),
+            }
+        }
+        out
+    }
+
+    /// Assert no further outcome arrives within `wait`.
+    pub async fn assert_quiet(&self, wait: Duration) {
+        if let Some(o) = self.try_next_outcome(wait).await {
+            panic!("unexpected outcome: {o:#?}");
+        }
+    }
+
+    /// Take the next dead letter (body and headers), waiting up to 15 s.
+    pub async fn next_dead_letter(&self) -> (Vec<u8>, FieldTable) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(msg) = channel
+                .basic_get(
+                    self.topology.dead_queue.as_str().into(),
+                    BasicGetOptions::default(),
+                )
+                .await
+                .expect("basic_get")
+            {
+                msg.delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                let headers = msg
+                    .delivery
+                    .properties
+                    .headers()
+                    .clone()
+                    .unwrap_or_default();
+                return (msg.delivery.data, headers);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no dead letter within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait (up to 10 s) until a queue holds no ready message, and return how many it holds
+    /// then. Quorum queues apply acks through Raft, so their counts settle a moment later.
+    pub async fn settled_queue_len(&self, queue: &str) -> u32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = self.queue_len(queue).await;
+            if n == 0 || tokio::time::Instant::now() >= deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Messages waiting in a queue.
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+}
+
+/// A header's text value.
+pub fn header(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((token, handle)) = self.worker.take() {
+            token.cancel();
+            handle.abort();
+        }
+        cleanup(
+            self.topology.clone(),
+            self.config.redis.url.clone(),
+            self.prefix.clone(),
+            self.config.amqp.url.clone(),
+        );
+    }
+}
+
+/// Delete a test's queues, exchanges and Redis keys. Runs on its own thread and runtime so it
+/// works from `Drop`, even while a test panics.
+pub fn cleanup(topology: Topology, redis_url: String, prefix: String, amqp_url: String) {
+    let pattern = format!("{prefix}:*");
+    let result = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            if let Ok(connection) = broker::connect(&amqp_url, "mensajero-test-cleanup").await
+                && let Ok(channel) = connection.create_channel().await
+            {
+                let _ = topology.delete(&channel).await;
+                let _ = connection.close(200, "cleanup".into()).await;
+            }
+            if let Ok(client) = redis::Client::open(redis_url)
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                }
+            }
+        })
+    })
+    .join();
+    if result.is_err() {
+        eprintln!("cleanup of {prefix} failed");
+    }
+}
