@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 cargo build --quiet
 bin=target/debug/mensajero
 config=config/demo.toml
+# A fresh dedupe namespace per run, so running the demo again sends again instead of
+# reporting every job as a duplicate of the previous run's.
+export MENSAJERO__REDIS__PREFIX="mensajero-demo-$(date +%s)"
 log=$(mktemp -t mensajero-demo.XXXXXX.log)
 
 $bin --config $config topology >/dev/null
@@ -19,9 +22,8 @@ worker=$!
 trap 'kill $worker $watcher 2>/dev/null || true' EXIT
 
 sleep 1
-echo "--- enqueueing examples/jobs.jsonl"
-$bin --config $config enqueue --file examples/jobs.jsonl
-echo "--- outcomes (routing key, job id, attempt, detail)"
+echo "--- outcomes as they arrive (routing key, job id, attempt, detail)"
+$bin --config $config enqueue --file examples/jobs.jsonl | tail -n 1 | sed 's/^/--- enqueued examples\/jobs.jsonl: /' 
 wait $watcher || true
 kill -TERM $worker
 wait $worker || true

@@ -268,15 +268,12 @@ async fn handle(
         Err(rejection) => {
             let failure =
                 Failure::invalid(rejection.error.code.as_str(), rejection.error.to_string());
-            return refuse(
-                shared,
-                publisher,
-                delivery,
-                rejection.job_id.as_deref(),
-                rejection.channel.as_deref(),
-                &failure,
-            )
-            .await;
+            let known = Known {
+                job_id: rejection.job_id.as_deref(),
+                channel: rejection.channel.as_deref(),
+                job: None,
+            };
+            return refuse(shared, publisher, delivery, known, &failure).await;
         }
     };
     let Some(channel) = shared.channels.get(&job.channel) else {
@@ -284,15 +281,12 @@ async fn handle(
             "unknown_channel",
             format!("channel: `{}` is not configured", job.channel),
         );
-        return refuse(
-            shared,
-            publisher,
-            delivery,
-            Some(&job.id),
-            Some(&job.channel),
-            &failure,
-        )
-        .await;
+        let known = Known {
+            job_id: Some(&job.id),
+            channel: Some(&job.channel),
+            job: Some(&job),
+        };
+        return refuse(shared, publisher, delivery, known, &failure).await;
     };
     let span = info_span!("job", job_id = %job.id, channel = %channel.name, attempt = tracing::field::Empty);
     JobTask {
@@ -307,15 +301,27 @@ async fn handle(
     .await
 }
 
+/// What could be read of a job that is refused.
+struct Known<'a> {
+    job_id: Option<&'a str>,
+    channel: Option<&'a str>,
+    /// The whole job, when it parsed (it names an unknown channel).
+    job: Option<&'a Job>,
+}
+
 /// A job that cannot even be attempted: `failed` (when its id is readable) and a dead letter.
 async fn refuse(
     shared: &Shared,
     publisher: &Publisher,
     delivery: &Delivery,
-    job_id: Option<&str>,
-    channel: Option<&str>,
+    known: Known<'_>,
     failure: &Failure,
 ) -> Result<Disposition, TaskError> {
+    let Known {
+        job_id,
+        channel,
+        job,
+    } = known;
     warn!(job_id = job_id.unwrap_or("-"), channel = channel.unwrap_or("-"), reason = %failure.code, error = %failure.message, "refusing job");
     if let Some(job_id) = job_id {
         let channel_name = channel.unwrap_or("unknown");
@@ -343,7 +349,7 @@ async fn refuse(
             attempt: 0,
             error: Some(OutcomeError::from_failure(failure, 0)),
             occurred_at: Utc::now(),
-            metadata: None,
+            metadata: job.and_then(|j| j.metadata.clone()),
             original_job_id: None,
             inferred: false,
         };

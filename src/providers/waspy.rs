@@ -180,3 +180,233 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
     }
     failure
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reqwest::header::HeaderMap;
+    use serde_json::json;
+
+    use super::*;
+    use crate::retry::Sent;
+
+    fn waspy() -> Waspy {
+        Waspy::new(
+            "550e8400-e29b-41d4-a716-446655440000".into(),
+            Secret::new("wspy_unit"),
+        )
+    }
+
+    fn reply(status: u16, body: serde_json::Value, headers: &[(&str, &str)]) -> HttpReply {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        HttpReply {
+            status,
+            headers: map,
+            body: body.to_string().into(),
+        }
+    }
+
+    fn job(message: serde_json::Value) -> Job {
+        let body =
+            json!({"id": "j1", "channel": "waspy-ar", "to": "+5491126032641", "message": message});
+        crate::job::parse(body.to_string().as_bytes()).expect("valid job")
+    }
+
+    #[test]
+    fn every_documented_code_maps_to_its_class_in_both_body_shapes() {
+        for (code, status, class) in ERROR_TABLE {
+            for body in [
+                json!({"error": {"code": code, "message": "detalle"}}),
+                json!({"code": code, "message": "detalle"}),
+            ] {
+                let failure = waspy().response(&reply(*status, body, &[])).unwrap_err();
+                assert_eq!(failure.class, *class, "{code}");
+                assert_eq!(failure.code, *code);
+                assert_eq!(failure.provider_code.as_deref(), Some(*code));
+                assert_eq!(failure.message, "detalle");
+            }
+        }
+    }
+
+    #[test]
+    fn idempotency_conflict_may_have_been_sent() {
+        let failure = waspy()
+            .response(&reply(
+                409,
+                json!({"error": {"code": "IDEMPOTENCY_CONFLICT"}}),
+                &[],
+            ))
+            .unwrap_err();
+        assert_eq!(
+            (failure.class, failure.sent),
+            (ErrorClass::Transient, Sent::Maybe)
+        );
+    }
+
+    #[test]
+    fn undocumented_answers_fall_back_on_the_status() {
+        let cases = [
+            (500, ErrorClass::Transient),
+            (502, ErrorClass::Transient),
+            (401, ErrorClass::Auth),
+            (403, ErrorClass::Auth),
+            (429, ErrorClass::RateLimited),
+            (422, ErrorClass::Invalid),
+        ];
+        for (status, class) in cases {
+            let failure = waspy()
+                .response(&reply(
+                    status,
+                    json!({"error": {"code": "SOMETHING_NEW"}}),
+                    &[],
+                ))
+                .unwrap_err();
+            assert_eq!(failure.class, class, "{status}");
+            assert_eq!(failure.provider_code.as_deref(), Some("SOMETHING_NEW"));
+        }
+        let failure = waspy()
+            .response(&reply(503, json!("not an object"), &[]))
+            .unwrap_err();
+        assert_eq!(
+            (failure.class, failure.code.as_str()),
+            (ErrorClass::Transient, "http_503")
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read() {
+        let failure = waspy()
+            .response(&reply(429, json!({}), &[("retry-after", "7")]))
+            .unwrap_err();
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn success_reads_the_id_and_the_replay_marker() {
+        let body =
+            json!({"data": {"id": "msg-uuid", "status": "queued"}, "meta": {"requestId": "r"}});
+        let fresh = waspy().response(&reply(201, body.clone(), &[])).unwrap();
+        assert_eq!(
+            fresh,
+            Accepted {
+                provider_message_id: "msg-uuid".into(),
+                replayed: false
+            }
+        );
+        let replay = waspy()
+            .response(&reply(201, body, &[("idempotency-replayed", "true")]))
+            .unwrap();
+        assert!(replay.replayed);
+    }
+
+    #[test]
+    fn a_2xx_without_an_id_is_an_ambiguous_failure() {
+        let failure = waspy()
+            .response(&reply(201, json!({"data": {}}), &[]))
+            .unwrap_err();
+        assert_eq!(
+            (failure.class, failure.sent),
+            (ErrorClass::Transient, Sent::Maybe)
+        );
+    }
+
+    #[test]
+    fn request_carries_auth_key_and_the_document_shape() {
+        let call = waspy()
+            .request(
+                &job(json!({"type": "text", "text": {"body": "Hola!"}})),
+                SendContext {
+                    idempotency_key: "pedido-1847",
+                    attempt: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(call.method, Method::POST);
+        assert_eq!(call.path, "/api/v2/messages");
+        let header = |name: &str| {
+            call.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(header("authorization").as_deref(), Some("Bearer wspy_unit"));
+        assert!(
+            call.headers
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .unwrap()
+                .1
+                .is_sensitive()
+        );
+        assert_eq!(header("idempotency-key").as_deref(), Some("pedido-1847"));
+        assert_eq!(
+            call.body,
+            json!({"phoneNumberId": "550e8400-e29b-41d4-a716-446655440000", "to": "+5491126032641",
+                   "type": "text", "text": {"body": "Hola!"}})
+        );
+    }
+
+    #[test]
+    fn unsupported_types_and_replies_are_refused_naming_waspy() {
+        let unsupported = [
+            json!({"type": "sticker", "sticker": {"id": "s1"}}),
+            json!({"type": "location", "location": {"latitude": 1.0, "longitude": 2.0}}),
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]}),
+            json!({"type": "reaction", "reaction": {"message_id": "wamid.1", "emoji": "👍"}}),
+            json!({"type": "text", "text": {"body": "hi"}, "context": {"message_id": "wamid.1"}}),
+        ];
+        for message in unsupported {
+            let failure = waspy()
+                .request(
+                    &job(message.clone()),
+                    SendContext {
+                        idempotency_key: "k",
+                        attempt: 1,
+                    },
+                )
+                .unwrap_err();
+            assert_eq!(
+                (failure.class, failure.code.as_str()),
+                (ErrorClass::Invalid, "unsupported_message_type"),
+                "{message}"
+            );
+            assert!(
+                failure.message.starts_with("waspy cannot send"),
+                "{}",
+                failure.message
+            );
+        }
+    }
+
+    #[test]
+    fn provider_options_add_fields_but_cannot_readdress() {
+        let mut body = json!({"id": "j1", "channel": "waspy-ar", "to": "+5491126032641",
+            "message": {"type": "text", "text": {"body": "hi"}}, "provider_options": {"label": "promo"}});
+        let ctx = SendContext {
+            idempotency_key: "k",
+            attempt: 1,
+        };
+        let call = waspy()
+            .request(
+                &crate::job::parse(body.to_string().as_bytes()).unwrap(),
+                ctx,
+            )
+            .unwrap();
+        assert_eq!(call.body["label"], "promo");
+        body["provider_options"] = json!({"to": "+34600000000"});
+        let failure = waspy()
+            .request(
+                &crate::job::parse(body.to_string().as_bytes()).unwrap(),
+                ctx,
+            )
+            .unwrap_err();
+        assert_eq!(failure.class, ErrorClass::Invalid);
+    }
+}
