@@ -3,7 +3,9 @@
 //! Publishing is always `mandatory` with publisher confirms, and a returned message counts as
 //! a failure even though the broker acks it: an outcome that reached no queue is not durable.
 
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -37,6 +39,10 @@ pub struct Topology {
     pub dead_exchange: String,
     /// Quorum queue of dead letters.
     pub dead_queue: String,
+    /// Headers exchange in front of the delay queues (header `x-mensajero-tier` picks one).
+    pub delay_exchange: String,
+    /// Delay queues: (TTL, queue name), shortest first.
+    pub delay_queues: Vec<(Duration, String)>,
     /// Redeliveries before a poison message is dead-lettered.
     pub delivery_limit: u32,
 }
@@ -62,12 +68,48 @@ pub mod headers {
     pub const JOB_ID: &str = "x-mensajero-job-id";
     /// The job's channel, when it could be read.
     pub const CHANNEL: &str = "x-mensajero-channel";
+
+    // What travels with a job between attempts (a parked job comes back with these), so no
+    // worker's memory holds a job's progress.
+    /// Attempts already made.
+    pub const ATTEMPT: &str = "x-mensajero-attempt";
+    /// When a worker first took the job (ms since the epoch): `max_age` counts from here.
+    pub const FIRST_SEEN: &str = "x-mensajero-first-seen";
+    /// Not to be processed before this instant (ms since the epoch).
+    pub const NOT_BEFORE: &str = "x-mensajero-not-before";
+    /// The channel the job is being sent through after a failover.
+    pub const VIA: &str = "x-mensajero-via";
+    /// Channels already tried and given up on (comma-separated).
+    pub const TRIED: &str = "x-mensajero-tried";
+    /// Set by `mensajero dlq replay`: a fresh start for a job that had failed.
+    pub const REPLAY: &str = "x-mensajero-replay";
+    /// Some attempt on the current channel may have reached the gateway.
+    pub const MAYBE_SENT: &str = "x-mensajero-maybe-sent";
+    /// Which delay queue a parked job goes to.
+    pub const TIER: &str = "x-mensajero-tier";
+    /// Redeliveries so far, set by quorum queues.
+    pub const DELIVERY_COUNT: &str = "x-delivery-count";
 }
 
 impl Topology {
-    /// Names under `prefix` (`mensajero` gives `mensajero.jobs`, `mensajero.send`, …).
+    /// Names under `prefix` (`mensajero` gives `mensajero.jobs`, `mensajero.send`, …) with the
+    /// default delay tiers.
     pub fn new(prefix: &str, delivery_limit: u32) -> Self {
+        let tiers = [1, 5, 30, 120, 600, 1800, 3600, 14400].map(Duration::from_secs);
+        Self::with_tiers(prefix, delivery_limit, &tiers)
+    }
+
+    /// Names under `prefix` with the given delay tiers.
+    pub fn with_tiers(prefix: &str, delivery_limit: u32, tiers: &[Duration]) -> Self {
+        let mut tiers = tiers.to_vec();
+        tiers.sort();
+        tiers.dedup();
         Self {
+            delay_exchange: format!("{prefix}.delay"),
+            delay_queues: tiers
+                .into_iter()
+                .map(|t| (t, format!("{prefix}.delay.{}", tier_name(t))))
+                .collect(),
             jobs_exchange: format!("{prefix}.jobs"),
             send_queue: format!("{prefix}.send"),
             bulk_queue: format!("{prefix}.send.bulk"),
@@ -80,7 +122,19 @@ impl Topology {
 
     /// From the `[amqp]` section.
     pub fn from_config(amqp: &AmqpConfig) -> Self {
-        Self::new(&amqp.prefix, amqp.delivery_limit)
+        Self::with_tiers(&amqp.prefix, amqp.delivery_limit, &amqp.delay_tiers)
+    }
+
+    /// The delay queue for a wait: the longest tier that fits, else the shortest (a wait
+    /// is then re-checked when the job comes back).
+    pub fn tier_for(&self, wait: Duration) -> Duration {
+        self.delay_queues
+            .iter()
+            .rev()
+            .map(|(t, _)| *t)
+            .find(|t| *t <= wait)
+            .or_else(|| self.delay_queues.first().map(|(t, _)| *t))
+            .unwrap_or(wait)
     }
 
     /// The work queues, transactional first.
@@ -141,6 +195,40 @@ impl Topology {
             )
             .await?;
 
+        channel
+            .exchange_declare(
+                self.delay_exchange.as_str().into(),
+                ExchangeKind::Headers,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        for (ttl, name) in &self.delay_queues {
+            let mut args = self.dead_lettering_args(&self.jobs_exchange);
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(ttl.as_millis() as i64),
+            );
+            channel
+                .queue_declare(name.as_str().into(), queue, args)
+                .await?;
+            let mut binding = FieldTable::default();
+            binding.insert("x-match".into(), AMQPValue::LongString("all".into()));
+            binding.insert(
+                headers::TIER.into(),
+                AMQPValue::LongString(tier_name(*ttl).into()),
+            );
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    self.delay_exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    binding,
+                )
+                .await?;
+        }
+
         for (name, key) in [(&self.send_queue, SEND_KEY), (&self.bulk_queue, BULK_KEY)] {
             channel
                 .queue_declare(name.as_str().into(), queue, self.work_queue_args())
@@ -162,27 +250,25 @@ impl Topology {
     /// dead-lettered at-least-once (which needs `reject-publish` overflow; with the default
     /// `drop-head` RabbitMQ silently falls back to at-most-once).
     fn work_queue_args(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        let mut args = self.dead_lettering_args(&self.dead_exchange);
         args.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(self.delivery_limit.into()),
         );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(self.dead_exchange.as_str().into()),
-        );
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
+        args
+    }
+
+    /// A quorum queue that dead-letters into `exchange`, at least once (which needs
+    /// `reject-publish`; with the default `drop-head` RabbitMQ silently falls back to
+    /// at-most-once). The routing key is kept, so a delay queue hands a job back to the lane
+    /// (`send`/`bulk`) it came from.
+    fn dead_lettering_args(&self, exchange: &str) -> FieldTable {
+        let mut args = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(s.into());
+        args.insert("x-queue-type".into(), text("quorum"));
+        args.insert("x-dead-letter-exchange".into(), text(exchange));
+        args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        args.insert("x-overflow".into(), text("reject-publish"));
         args
     }
 
@@ -336,6 +422,163 @@ impl Publisher {
         self.publish(&topology.dead_exchange, letter.reason, original, properties)
             .await
     }
+}
+
+impl Publisher {
+    /// Park a job in the delay queue for `wait` (see [`Topology::tier_for`]): the original
+    /// body and properties, `carried` in the headers, routed back to `lane` when its TTL ends.
+    pub async fn park(
+        &self,
+        topology: &Topology,
+        lane: &str,
+        body: &[u8],
+        original_properties: &BasicProperties,
+        carried: &Carried,
+        wait: Duration,
+    ) -> Result<Duration, PublishError> {
+        let tier = topology.tier_for(wait);
+        let mut table = carried.write(original_properties.headers().clone().unwrap_or_default());
+        table.insert(
+            headers::TIER.into(),
+            AMQPValue::LongString(tier_name(tier).into()),
+        );
+        let mut properties = original_properties.clone().with_headers(table);
+        // Expiration on the message would race the queue TTL; the queue decides.
+        properties = properties.with_expiration("".into());
+        self.publish(&topology.delay_exchange, lane, body, properties)
+            .await?;
+        Ok(tier)
+    }
+}
+
+/// A job's progress, carried in AMQP headers between attempts so that no worker's memory
+/// holds it: a parked job comes back from its delay queue with these.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
+    /// Attempts already made on the current channel.
+    pub attempts: u32,
+    /// When a worker first took the job.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// Not to be processed before.
+    pub not_before: Option<DateTime<Utc>>,
+    /// The channel after a failover.
+    pub via: Option<String>,
+    /// Channels already given up on.
+    pub tried: Vec<String>,
+    /// A replay from the dead-letter queue.
+    pub replay: bool,
+    /// Some attempt on the current channel may have reached its gateway (no failover then).
+    pub maybe_sent: bool,
+    /// Redeliveries by the broker (quorum queues' `x-delivery-count`).
+    pub delivery_count: u32,
+}
+
+impl Carried {
+    /// Read from a delivery's headers (absent headers mean a fresh job).
+    pub fn read(properties: &BasicProperties) -> Self {
+        let Some(table) = properties.headers() else {
+            return Self::default();
+        };
+        let get = |name: &str| table.inner().get(name);
+        let number = |name: &str| get(name).and_then(amqp_number);
+        let text = |name: &str| get(name).and_then(amqp_text);
+        let time = |name: &str| {
+            number(name)
+                .and_then(|ms| i64::try_from(ms).ok())
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+        };
+        Self {
+            attempts: number(headers::ATTEMPT).unwrap_or(0).min(u32::MAX as u64) as u32,
+            first_seen: time(headers::FIRST_SEEN),
+            not_before: time(headers::NOT_BEFORE),
+            via: text(headers::VIA).filter(|v| !v.is_empty()),
+            tried: text(headers::TRIED)
+                .map(|t| {
+                    t.split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            replay: get(headers::REPLAY).is_some_and(truthy),
+            maybe_sent: get(headers::MAYBE_SENT).is_some_and(truthy),
+            delivery_count: number(headers::DELIVERY_COUNT)
+                .unwrap_or(0)
+                .min(u32::MAX as u64) as u32,
+        }
+    }
+
+    /// Whether this delivery is a copy mensajero itself made (parked or failed over), as
+    /// opposed to a producer's publish.
+    pub fn is_internal(&self) -> bool {
+        self.attempts > 0 || self.not_before.is_some() || self.via.is_some()
+    }
+
+    /// Write into `table`, replacing earlier values.
+    pub fn write(&self, mut table: FieldTable) -> FieldTable {
+        let ms = |t: DateTime<Utc>| AMQPValue::LongLongInt(t.timestamp_millis());
+        table.insert(
+            headers::ATTEMPT.into(),
+            AMQPValue::LongLongInt(self.attempts.into()),
+        );
+        if let Some(t) = self.first_seen {
+            table.insert(headers::FIRST_SEEN.into(), ms(t));
+        }
+        match self.not_before {
+            Some(t) => table.insert(headers::NOT_BEFORE.into(), ms(t)),
+            None => table.insert(headers::NOT_BEFORE.into(), AMQPValue::Void),
+        };
+        if let Some(via) = &self.via {
+            table.insert(
+                headers::VIA.into(),
+                AMQPValue::LongString(via.as_str().into()),
+            );
+        }
+        table.insert(
+            headers::TRIED.into(),
+            AMQPValue::LongString(self.tried.join(",").into()),
+        );
+        // A replay is a one-time fresh start; copies made afterwards are ordinary retries.
+        table.insert(headers::REPLAY.into(), AMQPValue::Boolean(false));
+        table.insert(
+            headers::MAYBE_SENT.into(),
+            AMQPValue::Boolean(self.maybe_sent),
+        );
+        table
+    }
+}
+
+fn truthy(value: &AMQPValue) -> bool {
+    matches!(value, AMQPValue::Boolean(true)) || amqp_text(value).as_deref() == Some("true")
+}
+
+fn amqp_number(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some((*n).into()),
+        AMQPValue::ShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortUInt(n) => Some((*n).into()),
+        AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortShortUInt(n) => Some((*n).into()),
+        AMQPValue::Timestamp(n) => Some(*n),
+        other => amqp_text(other).and_then(|t| t.parse().ok()),
+    }
+}
+
+fn amqp_text(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// A tier's name in queue names and binding headers (`5s`, `2m`, `1h`).
+pub fn tier_name(tier: Duration) -> String {
+    humantime::format_duration(tier)
+        .to_string()
+        .replace(' ', "")
 }
 
 /// What a dead letter says about itself.

@@ -48,6 +48,9 @@ pub struct AmqpConfig {
     pub prefix: String,
     /// Redeliveries after which the quorum queue dead-letters a poison message.
     pub delivery_limit: u32,
+    /// The broker delay queues' TTLs, one queue each.
+    #[serde(with = "duration_list")]
+    pub delay_tiers: Vec<Duration>,
 }
 
 /// `[redis]`
@@ -74,8 +77,13 @@ pub struct WorkerConfig {
     /// How long shutdown waits for in-flight jobs.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
-    /// Attempts made inside the worker for retryable failures before `retries_exhausted`.
-    pub inline_attempts: u32,
+    /// Longest wait spent in the worker; longer waits park the job in a delay queue.
+    #[serde(with = "duration")]
+    pub inline_wait: Duration,
+    /// Gateway calls at once for the bulk lane.
+    pub bulk_max_in_flight: usize,
+    /// Unacknowledged bulk deliveries.
+    pub bulk_prefetch: u16,
 }
 
 /// `[http]`
@@ -157,6 +165,9 @@ pub struct ChannelConfig {
     /// Messages per second across all replicas.
     #[serde(default = "defaults::rate_per_second")]
     pub rate_per_second: u32,
+    /// Messages that may go at once before the rate applies.
+    #[serde(default = "defaults::rate_burst")]
+    pub rate_burst: u32,
     /// How long an idempotency key stays taken on this channel.
     #[serde(default = "defaults::dedupe_window", with = "duration")]
     pub dedupe_window: Duration,
@@ -176,6 +187,12 @@ pub struct ChannelConfig {
     /// Delay before attempt 2, 3, …; the last repeats.
     #[serde(default = "defaults::retry_schedule", with = "duration_list")]
     pub retry_schedule: Vec<Duration>,
+    /// Shortest wait after a rate-limit answer that gave no `Retry-After`.
+    #[serde(default = "defaults::rate_limited_backoff", with = "duration")]
+    pub rate_limited_backoff: Duration,
+    /// Shortest wait after an `auth` or `channel` failure: an operator has to act first.
+    #[serde(default = "defaults::slow_backoff", with = "duration")]
+    pub slow_backoff: Duration,
     /// Channels to try when this one provably did not send.
     #[serde(default)]
     pub failover: Vec<String>,
@@ -215,6 +232,16 @@ mod defaults {
     /// Meta's standard per-number throughput.
     pub fn rate_per_second() -> u32 {
         80
+    }
+    /// One message at a time: the safe reading of a gateway's per-second limit.
+    pub fn rate_burst() -> u32 {
+        1
+    }
+    pub fn rate_limited_backoff() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn slow_backoff() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn dedupe_window() -> Duration {
         Duration::from_secs(24 * 3600)
@@ -400,8 +427,34 @@ impl Config {
         if self.worker.prefetch == 0 {
             push("worker.prefetch".into(), "must be at least 1".into());
         }
-        if self.worker.inline_attempts == 0 {
-            push("worker.inline_attempts".into(), "must be at least 1".into());
+        if self.worker.bulk_max_in_flight == 0 {
+            push(
+                "worker.bulk_max_in_flight".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.worker.bulk_prefetch == 0 {
+            push("worker.bulk_prefetch".into(), "must be at least 1".into());
+        }
+        if self.amqp.delay_tiers.is_empty() {
+            push("amqp.delay_tiers".into(), "needs at least one tier".into());
+        } else if self.amqp.delay_tiers.iter().any(|t| t.as_millis() < 100) {
+            push(
+                "amqp.delay_tiers".into(),
+                "tiers must be at least 100ms".into(),
+            );
+        } else if self
+            .amqp
+            .delay_tiers
+            .iter()
+            .min()
+            .is_some_and(|t| *t > self.worker.inline_wait)
+        {
+            // Otherwise a wait just over inline_wait would overshoot by a whole tier.
+            push(
+                "worker.inline_wait".into(),
+                "must be at least the shortest of amqp.delay_tiers".into(),
+            );
         }
         if !valid_name(&self.amqp.prefix) {
             push(
@@ -465,6 +518,9 @@ impl Config {
             }
             if ch.rate_per_second == 0 {
                 push(at("rate_per_second"), "must be at least 1".into());
+            }
+            if ch.rate_burst == 0 {
+                push(at("rate_burst"), "must be at least 1".into());
             }
             if ch.max_attempts == 0 {
                 push(at("max_attempts"), "must be at least 1".into());

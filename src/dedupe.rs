@@ -59,6 +59,28 @@ pub enum Claim {
     Done(Record),
 }
 
+/// What [`Dedupe::claim`] needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// The channel sending the job.
+    pub channel: &'a str,
+    /// The job's idempotency key.
+    pub idempotency_key: &'a str,
+    /// The job's id: a claim held under the same id is the job's own (a crash, a retry).
+    pub job_id: &'a str,
+    /// This attempt's unique owner token.
+    pub owner: &'a str,
+    /// How long the claim protects the job.
+    pub lease: Duration,
+    /// The channel's dedupe window.
+    pub window: Duration,
+    /// Resume the job's own claim before its lease ends (safe only where the gateway
+    /// deduplicates by key, and only for a copy that cannot run concurrently with the first).
+    pub take_over_live: bool,
+    /// Start over from the job's own `failed` record (a replay from the dead-letter queue).
+    pub restart_failed: bool,
+}
+
 /// Errors talking to Redis; the caller retries them (the job is not at fault).
 #[derive(Debug, thiserror::Error)]
 pub enum DedupeError {
@@ -84,9 +106,14 @@ pub struct Dedupe {
 // Times come from Redis' own clock (TIME) so workers with skewed clocks agree on leases.
 const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
-// KEYS[1] entry; ARGV: job_id, owner, lease_ms, in_flight_ttl_ms, take_over_live ('1'/'0')
+// KEYS[1] entry; ARGV: job_id, owner, lease_ms, in_flight_ttl_ms, take_over_live ('1'/'0'),
+// restart_failed ('1'/'0': a replayed job may start over from its own `failed` record)
 const CLAIM: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'failed' and ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'job') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  state = nil
+end
 if not state then
   redis.call('HSET', KEYS[1], 'state', 'in_flight', 'job', ARGV[1], 'owner', ARGV[2],
     'lease_until', now + tonumber(ARGV[3]), 'attempts', 0, 'ambiguous', 0)
@@ -158,29 +185,20 @@ impl Dedupe {
         format!("{}:dedupe:{channel}:{idempotency_key}", self.prefix)
     }
 
-    /// Try to take the key for `job_id`. `take_over_live` lets a redelivered job resume its own
-    /// claim before the lease runs out (safe only where the gateway deduplicates by key).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim(
-        &self,
-        channel: &str,
-        idempotency_key: &str,
-        job_id: &str,
-        owner: &str,
-        lease: Duration,
-        window: Duration,
-        take_over_live: bool,
-    ) -> Result<Claim, DedupeError> {
+    /// Try to take the key for a job.
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim, DedupeError> {
         // The in-flight entry must outlive its lease, or a second sender could slip in.
-        let ttl = window.max(lease * 2);
+        let ttl = request.window.max(request.lease * 2);
+        let flag = |b: bool| if b { "1" } else { "0" };
         let reply: Vec<String> = self
             .claim
-            .key(self.key(channel, idempotency_key))
-            .arg(job_id)
-            .arg(owner)
-            .arg(millis(lease))
+            .key(self.key(request.channel, request.idempotency_key))
+            .arg(request.job_id)
+            .arg(request.owner)
+            .arg(millis(request.lease))
             .arg(millis(ttl))
-            .arg(if take_over_live { "1" } else { "0" })
+            .arg(flag(request.take_over_live))
+            .arg(flag(request.restart_failed))
             .invoke_async(&mut self.redis.clone())
             .await?;
         match reply.first().map(String::as_str) {

@@ -135,6 +135,9 @@ pub struct Outcome {
     /// True when the status was not reported but implied by a later one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inferred: bool,
+    /// Channels that gave up on the job before `channel` took it over (failover, SPEC §4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels_tried: Vec<String>,
 }
 
 impl Outcome {

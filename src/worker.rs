@@ -23,13 +23,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::broker::{self, DeadLetter, PublishError, Publisher, Topology};
+use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
-use crate::dedupe::{Claim, Dedupe, DedupeError, Record};
+use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
 use crate::job::{self, Job};
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
 use crate::providers::{Gateway, SendContext};
-use crate::retry::{ErrorClass, Failure, Sent};
+use crate::retry::{ErrorClass, Failure, Schedule, Sent};
 
 /// A configured channel, ready to send.
 pub struct ChannelRuntime {
@@ -122,47 +122,86 @@ async fn connect_redis(
     }
 }
 
+/// One work queue with its own consumer, prefetch and in-flight budget, so a flood in one
+/// lane never takes the other's capacity.
+#[derive(Debug, Clone, Copy)]
+struct Lane {
+    /// Routing key jobs of this lane carry (and that parked copies return with).
+    key: &'static str,
+    max_in_flight: usize,
+    prefetch: u16,
+}
+
 /// One broker connection's life. `Ok` means shutdown was requested and handled.
 async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let connection = broker::connect(&shared.config.amqp.url, "mensajero-worker").await?;
     let setup = connection.create_channel().await?;
     shared.topology.declare(&setup).await?;
     let publisher = Publisher::new(connection.create_channel().await?).await?;
+    let worker = &shared.config.worker;
+    let lanes = [
+        Lane {
+            key: broker::SEND_KEY,
+            max_in_flight: worker.max_in_flight,
+            prefetch: worker.prefetch,
+        },
+        Lane {
+            key: broker::BULK_KEY,
+            max_in_flight: worker.bulk_max_in_flight,
+            prefetch: worker.bulk_prefetch,
+        },
+    ];
+    // Stops both lanes when either fails (the connection is shared) or on shutdown.
+    let stop = shared.shutdown.child_token();
+    let (transactional, bulk) = tokio::join!(
+        run_lane(shared, &connection, &publisher, lanes[0], &stop),
+        run_lane(shared, &connection, &publisher, lanes[1], &stop),
+    );
+    let _ = connection.close(200, "session over".into()).await;
+    transactional.and(bulk)?;
+    info!("worker stopped");
+    Ok(())
+}
+
+async fn run_lane(
+    shared: &Arc<Shared>,
+    connection: &lapin::Connection,
+    publisher: &Publisher,
+    lane: Lane,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let queue = match lane.key {
+        broker::BULK_KEY => shared.topology.bulk_queue.as_str(),
+        _ => shared.topology.send_queue.as_str(),
+    };
     let consume = connection.create_channel().await?;
     // Per-consumer QoS: quorum queues refuse global QoS with a connection error.
     consume
-        .basic_qos(
-            shared.config.worker.prefetch,
-            BasicQosOptions { global: false },
+        .basic_qos(lane.prefetch, BasicQosOptions { global: false })
+        .await?;
+    let mut deliveries = consume
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
         )
         .await?;
-    let mut consumers = Vec::new();
-    for queue in shared.topology.work_queues() {
-        let consumer = consume
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        consumers.push(consumer);
-    }
-    let tags: Vec<_> = consumers.iter().map(|c| c.tag()).collect();
-    let mut deliveries = futures_util::stream::select_all(consumers);
-    info!(queues = ?shared.topology.work_queues(), "consuming");
+    let tag = deliveries.tag();
+    info!(queue, max_in_flight = lane.max_in_flight, "consuming");
 
-    let permits = Arc::new(Semaphore::new(shared.config.worker.max_in_flight));
+    let permits = Arc::new(Semaphore::new(lane.max_in_flight));
     let mut tasks = JoinSet::new();
     let ended = loop {
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
+        // The permit comes first: never take a delivery there is no capacity for.
         let permit = tokio::select! {
-            _ = shared.shutdown.cancelled() => break None,
+            _ = stop.cancelled() => break None,
             permit = permits.clone().acquire_owned() => permit?,
         };
         let next = tokio::select! {
-            _ = shared.shutdown.cancelled() => break None,
+            _ = stop.cancelled() => break None,
             next = deliveries.next() => next,
         };
         match next {
@@ -170,31 +209,38 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 let shared = shared.clone();
                 let publisher = publisher.clone();
                 tasks.spawn(async move {
-                    process(&shared, &publisher, delivery).await;
+                    process(&shared, &publisher, delivery, lane.key).await;
                     drop(permit);
                 });
             }
             Some(Err(e)) => break Some(anyhow::Error::from(e).context("consumer failed")),
-            None => break Some(anyhow::anyhow!("the broker cancelled the consumer")),
+            None => {
+                break Some(anyhow::anyhow!(
+                    "the broker cancelled the consumer of {queue}"
+                ));
+            }
         }
     };
 
     if let Some(error) = ended {
+        stop.cancel();
         // The channel is gone: running tasks will fail to ack and their deliveries come back.
         // Let them finish in the background; the next session starts now.
         tasks.detach_all();
-        let _ = connection.close(320, "session failed".into()).await;
         return Err(error);
     }
+    if !shared.shutdown.is_cancelled() {
+        // The other lane failed; this one ends with the session.
+        tasks.detach_all();
+        return Ok(());
+    }
 
-    info!(in_flight = tasks.len(), grace = ?shared.config.worker.shutdown_grace, "shutting down: no new jobs");
-    for tag in tags {
-        if let Err(e) = consume
-            .basic_cancel(tag, BasicCancelOptions::default())
-            .await
-        {
-            warn!(error = %e, "cancelling consumer");
-        }
+    info!(queue, in_flight = tasks.len(), grace = ?shared.config.worker.shutdown_grace, "shutting down: no new jobs");
+    if let Err(e) = consume
+        .basic_cancel(tag, BasicCancelOptions::default())
+        .await
+    {
+        warn!(error = %e, "cancelling consumer");
     }
     let drained = tokio::time::timeout(shared.config.worker.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
@@ -202,15 +248,14 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
     .await;
     if drained.is_err() {
         warn!(
+            queue,
             abandoned = tasks.len(),
             "grace period over; unfinished jobs go back to the broker"
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    // Closing returns every unacked delivery (prefetched, never started) to the queue.
-    let _ = connection.close(200, "shutdown".into()).await;
-    info!("worker stopped");
+    // Closing the connection (in `session`) returns every unacked delivery to its queue.
     Ok(())
 }
 
@@ -231,8 +276,8 @@ enum TaskError {
     Shutdown,
 }
 
-async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery) {
-    let result = handle(shared, publisher, &delivery).await;
+async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery, lane: &'static str) {
+    let result = handle(shared, publisher, &delivery, lane).await;
     let settled = match result {
         Ok(Disposition::Ack) => delivery.acker.ack(BasicAckOptions::default()).await,
         Ok(Disposition::Requeue) | Err(TaskError::Shutdown) => {
@@ -262,7 +307,18 @@ async fn handle(
     shared: &Shared,
     publisher: &Publisher,
     delivery: &Delivery,
+    lane: &'static str,
 ) -> Result<Disposition, TaskError> {
+    let carried = Carried::read(&delivery.properties);
+    let limit = shared.topology.delivery_limit;
+    if carried.delivery_count >= limit {
+        // The broker dead-letters it if this delivery fails too; say so once, here.
+        error!(
+            delivery_count = carried.delivery_count,
+            delivery_limit = limit,
+            "poison message: last delivery before the broker dead-letters it with reason delivery_limit"
+        );
+    }
     let job = match job::parse(&delivery.data) {
         Ok(job) => job,
         Err(rejection) => {
@@ -276,10 +332,11 @@ async fn handle(
             return refuse(shared, publisher, delivery, known, &failure).await;
         }
     };
-    let Some(channel) = shared.channels.get(&job.channel) else {
+    let channel_name = carried.via.as_deref().unwrap_or(&job.channel);
+    let Some(channel) = shared.channels.get(channel_name) else {
         let failure = Failure::invalid(
             "unknown_channel",
-            format!("channel: `{}` is not configured", job.channel),
+            format!("channel: `{channel_name}` is not configured"),
         );
         let known = Known {
             job_id: Some(&job.id),
@@ -294,6 +351,8 @@ async fn handle(
         publisher,
         delivery,
         job: &job,
+        lane,
+        carried,
         channel,
     }
     .run()
@@ -352,6 +411,7 @@ async fn refuse(
             metadata: job.and_then(|j| j.metadata.clone()),
             original_job_id: None,
             inferred: false,
+            channels_tried: Vec::new(),
         };
         publisher.outcome(&shared.topology, &event).await?;
     }
@@ -380,13 +440,28 @@ struct JobTask<'a> {
     publisher: &'a Publisher,
     delivery: &'a Delivery,
     job: &'a Job,
+    /// Routing key of the lane the job came from; parked copies return to it.
+    lane: &'static str,
+    /// Progress carried between attempts in the message's headers.
+    carried: Carried,
+    /// The channel sending it now (the job's own, or a failover channel).
     channel: &'a ChannelRuntime,
 }
 
-impl JobTask<'_> {
-    async fn run(self) -> Result<Disposition, TaskError> {
+/// How one channel's turn with a job ended.
+enum Turn {
+    /// The delivery's fate is decided.
+    Settled(Disposition),
+    /// The channel provably did not send and gave up: try the next failover channel.
+    FailOver(Failure),
+}
+
+impl<'a> JobTask<'a> {
+    async fn run(mut self) -> Result<Disposition, TaskError> {
         let now = Utc::now();
-        if let Some(deadline) = self.deadline()
+        let first_seen = *self.carried.first_seen.get_or_insert(now);
+        let deadline = self.deadline();
+        if let Some(deadline) = deadline
             && deadline <= now
         {
             let failure = Failure::new(
@@ -394,43 +469,107 @@ impl JobTask<'_> {
                 "expired",
                 format!("expired at {}", outcome::timestamp(deadline)),
             );
-            return self.fail_without_claim(&failure).await;
+            return self.fail_unclaimed(&failure).await;
         }
-        if let Some(send_at) = self.job.send_at
-            && send_at > now + chrono::Duration::seconds(1)
+        // A scheduled send, or the rest of a wait a delay tier could not cover exactly.
+        let not_before = match (self.carried.not_before, self.job.send_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(not_before) = not_before
+            && not_before > now
         {
-            // Durable scheduling needs the broker delay queues; until they exist, refusing is
-            // the only way to honour "never before send_at" without holding the delivery.
-            let failure = Failure::invalid(
-                "scheduling_unavailable",
-                "send_at: scheduled sends are not available in this version yet",
-            );
-            return self.fail_without_claim(&failure).await;
+            if deadline.is_some_and(|d| not_before > d) {
+                let failure = Failure::new(
+                    ErrorClass::Expired,
+                    "expired",
+                    "it expires before it may be sent (send_at / retry time after expires_at)",
+                );
+                return self.fail_unclaimed(&failure).await;
+            }
+            let wait = (not_before - now).to_std().unwrap_or_default();
+            if wait > self.shared.config.worker.inline_wait {
+                self.carried.not_before = Some(not_before);
+                return self.park(wait).await;
+            }
+            if !self.sleep(wait).await {
+                return Ok(Disposition::Requeue);
+            }
         }
+        self.carried.not_before = None;
 
-        let idempotency_key = self.job.idempotency_key();
+        loop {
+            match self.on_channel(first_seen, deadline).await? {
+                Turn::Settled(disposition) => return Ok(disposition),
+                Turn::FailOver(failure) => {
+                    let Some(next) = self.next_failover() else {
+                        let failure = Failure {
+                            class: failure.class.terminal(),
+                            message: format!("{}; no failover channel left", failure.message),
+                            ..failure
+                        };
+                        // The record says `failed_over`; the job itself ends here.
+                        return self.publish_failed_unrecorded(&failure).await;
+                    };
+                    warn!(from = %self.channel.name, to = %next.name, reason = %failure.code, "failing over");
+                    let record = Record {
+                        status: Status::Failed,
+                        job_id: self.job.id.clone(),
+                        provider_message_id: None,
+                        error: Some(OutcomeError {
+                            class: failure.class,
+                            code: FAILED_OVER.into(),
+                            message: format!("failed over to {}: {}", next.name, failure.message),
+                            provider_code: failure.provider_code.clone(),
+                            attempts: self.carried.attempts,
+                        }),
+                        attempt: self.carried.attempts,
+                    };
+                    let key = self.job.idempotency_key();
+                    let window = self.channel.config.dedupe_window;
+                    self.redis(|| {
+                        self.shared
+                            .dedupe
+                            .complete(&self.channel.name, key, &record, window)
+                    })
+                    .await?;
+                    self.carried.tried.push(self.channel.name.clone());
+                    self.carried.via = Some(next.name.clone());
+                    self.carried.attempts = 0;
+                    self.carried.maybe_sent = false;
+                    self.channel = next;
+                    tracing::Span::current().record("channel", next.name.as_str());
+                }
+            }
+        }
+    }
+
+    /// Claim the key on the current channel and attempt until the job is settled, parked,
+    /// or the channel gives up.
+    async fn on_channel(
+        &mut self,
+        first_seen: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Turn, TaskError> {
         let provider = self.channel.gateway.provider();
-        let take_over_live = self.delivery.redelivered && provider.has_idempotency();
+        let own_copy = self.delivery.redelivered || self.carried.is_internal();
         let owner = uuid::Uuid::new_v4().to_string();
-        let lease = self.shared.config.worker.lease;
-        let window = self.channel.config.dedupe_window;
+        let config = &self.shared.config;
+        let key = self.job.idempotency_key();
+        let request = ClaimRequest {
+            channel: &self.channel.name,
+            idempotency_key: key,
+            job_id: &self.job.id,
+            owner: &owner,
+            lease: config.worker.lease,
+            window: self.channel.config.dedupe_window,
+            take_over_live: own_copy && provider.has_idempotency(),
+            restart_failed: self.carried.replay,
+        };
 
-        let first_attempt = loop {
-            let claim = self
-                .redis(|| {
-                    self.shared.dedupe.claim(
-                        &self.channel.name,
-                        idempotency_key,
-                        &self.job.id,
-                        &owner,
-                        lease,
-                        window,
-                        take_over_live,
-                    )
-                })
-                .await?;
-            match claim {
-                Claim::Acquired => break 1,
+        let mut attempt = loop {
+            match self.redis(|| self.shared.dedupe.claim(&request)).await? {
+                Claim::Acquired => break self.carried.attempts + 1,
                 Claim::Resumed {
                     ambiguous,
                     previous_attempts,
@@ -445,37 +584,49 @@ impl JobTask<'_> {
                             "an earlier attempt may have reached the gateway, which cannot deduplicate; on_ambiguous = \"fail\"",
                         );
                         return self
-                            .finish_failed(&owner, previous_attempts.max(1), &failure)
-                            .await;
+                            .finish_failed(previous_attempts.max(1), &failure)
+                            .await
+                            .map(Turn::Settled);
                     }
-                    info!(previous_attempts, ambiguous, "resuming an interrupted job");
-                    break previous_attempts + 1;
+                    if !self.carried.is_internal() {
+                        info!(previous_attempts, ambiguous, "resuming an interrupted job");
+                    }
+                    break previous_attempts.max(self.carried.attempts) + 1;
                 }
-                Claim::Busy { job_id, lease_left }
-                    if job_id == self.job.id && self.delivery.redelivered =>
-                {
-                    // Our own earlier delivery may still be running somewhere; on a gateway
+                Claim::Busy { job_id, lease_left } if job_id == self.job.id && own_copy => {
+                    // Our own earlier copy may still be running somewhere; on a gateway
                     // without idempotency only its lease running out makes a resend safe.
                     debug!(?lease_left, "waiting for the previous attempt's lease");
-                    let wait = lease_left.clamp(Duration::from_millis(50), Duration::from_secs(5));
-                    tokio::select! {
-                        _ = self.shared.shutdown.cancelled() => return Ok(Disposition::Requeue),
-                        _ = tokio::time::sleep(wait) => continue,
+                    if !self
+                        .sleep(lease_left.clamp(Duration::from_millis(50), Duration::from_secs(5)))
+                        .await
+                    {
+                        return Ok(Turn::Settled(Disposition::Requeue));
                     }
                 }
                 Claim::Busy { job_id, .. } => {
-                    return self.duplicate(&job_id, Status::Queued, None).await;
+                    return self
+                        .duplicate(&job_id, Status::Queued, None)
+                        .await
+                        .map(Turn::Settled);
                 }
-                Claim::Done(record)
-                    if record.job_id == self.job.id && self.delivery.redelivered =>
-                {
-                    // The earlier delivery got as far as recording its end; make sure the
-                    // world heard about it (same event ids, so consumers drop repeats).
+                Claim::Done(record) if record.job_id == self.job.id && own_copy => {
+                    if record.error.as_ref().is_some_and(|e| e.code == FAILED_OVER) {
+                        // Interrupted during a failover: carry on with the next channel.
+                        let error = record
+                            .error
+                            .unwrap_or_else(|| unreachable!("checked above"));
+                        let failure = Failure::new(error.class, error.code, error.message);
+                        self.carried.attempts = record.attempt;
+                        return Ok(Turn::FailOver(failure));
+                    }
+                    // The earlier copy got as far as recording its end; make sure the world
+                    // heard about it (same event ids, so consumers drop repeats).
                     info!(
                         status = record.status.as_str(),
                         "re-publishing the outcome of an interrupted job"
                     );
-                    return self.publish_terminal(&record).await;
+                    return self.publish_terminal(&record).await.map(Turn::Settled);
                 }
                 Claim::Done(record) => {
                     return self
@@ -484,41 +635,24 @@ impl JobTask<'_> {
                             record.status,
                             record.provider_message_id.as_deref(),
                         )
-                        .await;
+                        .await
+                        .map(Turn::Settled);
                 }
             }
         };
 
-        self.publish(self.event(Status::Queued, None, first_attempt, None, None))
-            .await?;
-        self.attempts(&owner, first_attempt).await
-    }
+        if self.carried.attempts == 0 && self.carried.tried.is_empty() {
+            self.publish(self.event(Status::Queued, None, attempt, None, None))
+                .await?;
+        }
 
-    /// The send loop: attempts with short in-process backoff until success, a final failure,
-    /// or the attempt budget runs out.
-    async fn attempts(&self, owner: &str, first_attempt: u32) -> Result<Disposition, TaskError> {
-        let config = &self.shared.config;
-        let budget = self
-            .channel
-            .config
-            .max_attempts
-            .min(config.worker.inline_attempts);
-        let last_attempt = budget.max(first_attempt);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(INLINE_MAX_DELAY)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let key = self.job.idempotency_key();
-        let mut attempt = first_attempt;
         loop {
             tracing::Span::current().record("attempt", attempt);
             self.redis(|| {
                 self.shared.dedupe.begin_attempt(
                     &self.channel.name,
                     key,
-                    owner,
+                    &owner,
                     config.worker.lease,
                 )
             })
@@ -534,7 +668,7 @@ impl JobTask<'_> {
                     },
                 )
                 .await;
-            match result {
+            let failure = match result {
                 Ok(accepted) => {
                     info!(provider_message_id = %accepted.provider_message_id, replayed = accepted.replayed, "sent");
                     let record = Record {
@@ -544,49 +678,153 @@ impl JobTask<'_> {
                         error: None,
                         attempt,
                     };
-                    return self.complete(record).await;
+                    return self.complete(record).await.map(Turn::Settled);
                 }
-                Err(failure) if failure.class.is_retryable() && attempt < last_attempt => {
-                    let wait = backoff.next().unwrap_or(INLINE_MAX_DELAY).max(
-                        failure
-                            .retry_after
-                            .unwrap_or_default()
-                            .min(INLINE_MAX_RETRY_AFTER),
-                    );
-                    warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, retry_in = ?wait, "attempt failed; retrying");
-                    tokio::select! {
-                        _ = self.shared.shutdown.cancelled() => {
-                            let ambiguous = failure.sent == Sent::Maybe;
-                            let _ = self.shared.dedupe.release(&self.channel.name, key, owner, ambiguous).await;
-                            return Ok(Disposition::Requeue);
-                        }
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    attempt += 1;
-                }
-                Err(failure) => {
-                    let failure = if failure.class.is_retryable() {
-                        Failure {
-                            class: failure.class.terminal(),
-                            message: format!(
-                                "gave up after {attempt} attempts: {}",
-                                failure.message
-                            ),
-                            ..failure
-                        }
-                    } else {
-                        failure
-                    };
-                    warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
-                    return self.finish_failed(owner, attempt, &failure).await;
-                }
+                Err(failure) => failure,
+            };
+            self.carried.attempts = attempt;
+            self.carried.maybe_sent |= failure.sent == Sent::Maybe;
+            if !failure.class.is_retryable() {
+                warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+                return self
+                    .finish_failed(attempt, &failure)
+                    .await
+                    .map(Turn::Settled);
             }
+
+            let channel = &self.channel.config;
+            let slow = matches!(failure.class, ErrorClass::Auth | ErrorClass::Channel);
+            let can_fail_over = !self.carried.maybe_sent && self.next_failover().is_some();
+            // Credentials and channel trouble are the failover case SPEC §4 names: another
+            // channel can send now, while this one waits for an operator.
+            if slow && can_fail_over {
+                return Ok(Turn::FailOver(failure));
+            }
+            // auth/channel trouble is retried until max_age (an operator can fix it and the
+            // backlog drains); everything else also stops at max_attempts.
+            if !slow && attempt >= channel.max_attempts {
+                if can_fail_over {
+                    return Ok(Turn::FailOver(failure));
+                }
+                return self
+                    .give_up(attempt, failure, "max_attempts")
+                    .await
+                    .map(Turn::Settled);
+            }
+            let wait = retry_wait(channel, attempt, &failure);
+            let next =
+                Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+            if next
+                > first_seen
+                    + chrono::Duration::from_std(channel.max_age).unwrap_or(chrono::Duration::MAX)
+            {
+                return self
+                    .give_up(attempt, failure, "max_age")
+                    .await
+                    .map(Turn::Settled);
+            }
+            if let Some(deadline) = deadline
+                && next > deadline
+            {
+                let expired = Failure {
+                    class: ErrorClass::Expired,
+                    message: format!(
+                        "expires before the next attempt could be made; last error: {}",
+                        failure.message
+                    ),
+                    ..failure
+                };
+                return self
+                    .finish_failed(attempt, &expired)
+                    .await
+                    .map(Turn::Settled);
+            }
+            warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, retry_in = ?wait, "attempt failed; will retry");
+            if wait > config.worker.inline_wait {
+                // Long waits are durable: the job waits in a broker delay queue, not here.
+                let ambiguous = failure.sent == Sent::Maybe;
+                self.redis(|| {
+                    self.shared
+                        .dedupe
+                        .release(&self.channel.name, key, &owner, ambiguous)
+                })
+                .await?;
+                self.carried.not_before = Some(next);
+                return self.park(wait).await.map(Turn::Settled);
+            }
+            if !self.sleep(wait).await {
+                let ambiguous = failure.sent == Sent::Maybe;
+                let _ = self
+                    .shared
+                    .dedupe
+                    .release(&self.channel.name, key, &owner, ambiguous)
+                    .await;
+                return Ok(Turn::Settled(Disposition::Requeue));
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Stop retrying: `retries_exhausted` (or the `auth` / `channel` class it kept failing with).
+    async fn give_up(
+        &self,
+        attempt: u32,
+        failure: Failure,
+        limit: &str,
+    ) -> Result<Disposition, TaskError> {
+        let failure = Failure {
+            class: failure.class.terminal(),
+            message: format!(
+                "gave up after {attempt} attempts ({limit}): {}",
+                failure.message
+            ),
+            ..failure
+        };
+        warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+        self.finish_failed(attempt, &failure).await
+    }
+
+    /// The next failover channel that can express this message, if any.
+    fn next_failover(&self) -> Option<&'a ChannelRuntime> {
+        let shared: &'a Shared = self.shared;
+        let origin = shared.channels.get(&self.job.channel)?;
+        origin
+            .config
+            .failover
+            .iter()
+            .filter(|name| **name != self.channel.name && !self.carried.tried.contains(name))
+            .filter_map(|name| shared.channels.get(name))
+            .find(|candidate| candidate.gateway.can_express(self.job))
+    }
+
+    /// Park the job in a delay queue with its progress in the headers; ack the original once
+    /// the broker has the copy.
+    async fn park(&self, wait: Duration) -> Result<Disposition, TaskError> {
+        let tier = self
+            .publisher
+            .park(
+                &self.shared.topology,
+                self.lane,
+                &self.delivery.data,
+                &self.delivery.properties,
+                &self.carried,
+                wait,
+            )
+            .await?;
+        debug!(?wait, ?tier, "parked");
+        Ok(Disposition::Ack)
+    }
+
+    /// Sleep unless shutdown starts first; false when shutdown cut it short.
+    async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = self.shared.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
         }
     }
 
     async fn finish_failed(
         &self,
-        _owner: &str,
         attempt: u32,
         failure: &Failure,
     ) -> Result<Disposition, TaskError> {
@@ -633,14 +871,46 @@ impl JobTask<'_> {
         Ok(Disposition::Ack)
     }
 
-    /// Expired (or unschedulable) before any claim: nothing was sent, nothing is recorded.
-    async fn fail_without_claim(&self, failure: &Failure) -> Result<Disposition, TaskError> {
+    /// A failure whose dedupe record already exists (the failover bookkeeping).
+    async fn publish_failed_unrecorded(&self, failure: &Failure) -> Result<Disposition, TaskError> {
+        let error = OutcomeError::from_failure(failure, self.carried.attempts);
+        self.publish(self.event(
+            Status::Failed,
+            Some(Status::Queued),
+            self.carried.attempts,
+            None,
+            Some(error),
+        ))
+        .await?;
+        self.dead_letter(
+            failure.class,
+            &failure.code,
+            &failure.message,
+            self.carried.attempts,
+        )
+        .await?;
+        Ok(Disposition::Ack)
+    }
+
+    /// Failed before any claim (expired, unschedulable): nothing was sent, nothing recorded.
+    async fn fail_unclaimed(&self, failure: &Failure) -> Result<Disposition, TaskError> {
         warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed before sending");
-        let error = OutcomeError::from_failure(failure, 0);
-        self.publish(self.event(Status::Failed, None, 0, None, Some(error)))
-            .await?;
-        self.dead_letter(failure.class, &failure.code, &failure.message, 0)
-            .await?;
+        let error = OutcomeError::from_failure(failure, self.carried.attempts);
+        self.publish(self.event(
+            Status::Failed,
+            None,
+            self.carried.attempts,
+            None,
+            Some(error),
+        ))
+        .await?;
+        self.dead_letter(
+            failure.class,
+            &failure.code,
+            &failure.message,
+            self.carried.attempts,
+        )
+        .await?;
         Ok(Disposition::Ack)
     }
 
@@ -688,7 +958,7 @@ impl JobTask<'_> {
             attempts,
             message,
             job_id: Some(&self.job.id),
-            channel: Some(&self.channel.name),
+            channel: Some(&self.job.channel),
         };
         self.publisher
             .dead_letter(
@@ -740,11 +1010,12 @@ impl JobTask<'_> {
             metadata: self.job.metadata.clone(),
             original_job_id: None,
             inferred: false,
+            channels_tried: self.carried.tried.clone(),
         }
     }
 
     /// When the job stops being sendable: `expires_at`, or `ttl_seconds` after it was
-    /// published (the AMQP timestamp; without one, counting from now is the best we can do).
+    /// published (the AMQP timestamp; without one, counting from its first sight).
     fn deadline(&self) -> Option<DateTime<Utc>> {
         let published = self
             .delivery
@@ -752,6 +1023,7 @@ impl JobTask<'_> {
             .timestamp()
             .and_then(|t| i64::try_from(t).ok())
             .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+            .or(self.carried.first_seen)
             .unwrap_or_else(Utc::now);
         self.job.deadline(published)
     }
@@ -783,8 +1055,18 @@ impl JobTask<'_> {
     }
 }
 
-/// Longest in-process wait between attempts: longer waits belong in broker delay queues,
-/// not in a held delivery.
-const INLINE_MAX_DELAY: Duration = Duration::from_secs(5);
-/// A gateway's `Retry-After` is honoured in process up to this much.
-const INLINE_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Code of the dedupe record a channel keeps after handing a job to a failover channel.
+const FAILED_OVER: &str = "failed_over";
+
+/// The wait before the next attempt: the channel's schedule (jittered), never shorter than the
+/// gateway's `Retry-After`, with floors for classes that need time to clear.
+fn retry_wait(channel: &ChannelConfig, attempt: u32, failure: &Failure) -> Duration {
+    let wait = Schedule::new(channel.retry_schedule.clone()).delay(attempt, failure.retry_after);
+    match failure.class {
+        ErrorClass::RateLimited if failure.retry_after.is_none() => {
+            wait.max(channel.rate_limited_backoff)
+        }
+        ErrorClass::Auth | ErrorClass::Channel => wait.max(channel.slow_backoff),
+        _ => wait,
+    }
+}

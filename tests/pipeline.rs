@@ -388,7 +388,12 @@ async fn transient_errors_are_retried_then_exhausted() {
         .expect(3)
         .mount(&gateway)
         .await;
-    let app = waspy_app("retries", &gateway, "").await;
+    let app = waspy_app(
+        "retries",
+        &gateway,
+        "max_attempts = 3\nretry_schedule = [\"200ms\"]",
+    )
+    .await;
     let text = json!({"type": "text", "text": {"body": "Hola"}});
     app.enqueue(&job("recovers", text.clone())).await;
     app.enqueue(&job("never", text)).await;

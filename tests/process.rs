@@ -4,131 +4,46 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestApp, unique_prefix};
+use common::{TempConfig, TestApp, WorkerProcess, unique_prefix};
 use mensajero::config::MockOptions;
 use mensajero::outcome::{EventKind, Status};
-use mensajero::providers::mock::{self, MockCore};
+use mensajero::providers::mock::MockCore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// Start the mock gateway (Waspy API) in this process, on a free port.
 async fn start_gateway(latency: Duration) -> (MockCore, String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let core = MockCore::new(MockOptions {
+    common::start_gateway(MockOptions {
         latency,
         error_rate: 0.0,
         error_status: 503,
-    });
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(mock::serve(listener, core.clone(), async move {
-        token.cancelled().await
-    }));
-    (core, url, stop)
+    })
+    .await
 }
 
-struct Worker {
-    child: Child,
-}
-
-impl Worker {
-    fn start(config_path: &std::path::Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_mensajero"))
-            .args(["--log-format", "json", "--config"])
-            .arg(config_path)
-            .arg("run")
-            .env("WASPY_TEST_KEY", "wspy_process_test")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start worker");
-        Self { child }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "worker did not exit in {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_config(app: &TestApp, gateway_url: &str, max_in_flight: usize) -> tempfile_path::TempPath {
-    let services = common::services();
-    let text = format!(
+fn write_config(app: &TestApp, gateway_url: &str, max_in_flight: usize) -> TempConfig {
+    let worker = format!(
+        "max_in_flight = {max_in_flight}\nprefetch = {max_in_flight}\nlease = \"5s\"\nshutdown_grace = \"20s\""
+    );
+    let channels = format!(
         r#"
-[amqp]
-url = "{amqp}"
-prefix = "{prefix}"
-[redis]
-url = "{redis}"
-prefix = "{prefix}"
-[worker]
-max_in_flight = {max_in_flight}
-prefetch = {max_in_flight}
-lease = "5s"
-shutdown_grace = "20s"
 [channels.waspy-ar]
 provider = "waspy"
 base_url = "{gateway_url}"
 api_key_env = "WASPY_TEST_KEY"
 sender = "550e8400-e29b-41d4-a716-446655440000"
 timeout = "3s"
-"#,
-        amqp = services.amqp_url,
-        redis = services.redis_url,
-        prefix = app.prefix,
+"#
     );
-    tempfile_path::TempPath::write(&format!("{}.toml", app.prefix), &text)
+    TempConfig::write(app, &worker, &channels)
 }
 
-/// A file under the system temp dir, removed on drop.
-mod tempfile_path {
-    pub struct TempPath(std::path::PathBuf);
-    impl TempPath {
-        pub fn write(name: &str, text: &str) -> Self {
-            let path = std::env::temp_dir().join(name);
-            std::fs::write(&path, text).unwrap();
-            Self(path)
-        }
-    }
-    impl std::ops::Deref for TempPath {
-        type Target = std::path::Path;
-        fn deref(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
+struct Worker;
+
+impl Worker {
+    fn start(config: &std::path::Path) -> WorkerProcess {
+        WorkerProcess::start(config, &[("WASPY_TEST_KEY", "wspy_process_test")])
     }
 }
 

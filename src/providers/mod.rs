@@ -230,6 +230,20 @@ impl Gateway {
         }
     }
 
+    /// Whether this gateway can express the job's message at all (failover candidates).
+    pub fn can_express(&self, job: &Job) -> bool {
+        match self {
+            Self::Http(g) => {
+                let ctx = SendContext {
+                    idempotency_key: job.idempotency_key(),
+                    attempt: 1,
+                };
+                !matches!(g.adapter.request(job, ctx), Err(f) if f.code == UNSUPPORTED)
+            }
+            Self::Mock(_) => true,
+        }
+    }
+
     /// Send one attempt.
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
         match self {
@@ -239,11 +253,14 @@ impl Gateway {
     }
 }
 
+/// Code of failures for messages a gateway cannot express.
+pub const UNSUPPORTED: &str = "unsupported_message_type";
+
 /// A gateway that cannot express a message type fails it as `invalid` and names itself,
 /// never silently downgrading it (SPEC §2).
 pub fn unsupported(provider: ProviderKind, what: &str) -> Failure {
     Failure::invalid(
-        "unsupported_message_type",
+        UNSUPPORTED,
         format!("{} cannot send {what}", provider.as_str()),
     )
 }

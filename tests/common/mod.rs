@@ -117,6 +117,8 @@ pub fn config(prefix: &str, channels_toml: &str, env: &[(&str, &str)]) -> Config
 [amqp]
 url = "{amqp}"
 prefix = "{prefix}"
+# Two tiers are enough to exercise parking; fewer quorum queues per test.
+delay_tiers = ["1s", "5s"]
 [redis]
 url = "{redis}"
 prefix = "{prefix}"
@@ -125,6 +127,7 @@ max_in_flight = 64
 prefetch = 64
 lease = "20s"
 shutdown_grace = "10s"
+inline_wait = "1s"
 [http]
 listen = "127.0.0.1:0"
 {channels_toml}
@@ -407,5 +410,122 @@ pub fn cleanup(topology: Topology, redis_url: String, prefix: String, amqp_url: 
     .join();
     if result.is_err() {
         eprintln!("cleanup of {prefix} failed");
+    }
+}
+
+/// Start the mock gateway (all simulated APIs) in this process, on a free port.
+pub async fn start_gateway(
+    options: mensajero::config::MockOptions,
+) -> (
+    mensajero::providers::mock::MockCore,
+    String,
+    CancellationToken,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let core = mensajero::providers::mock::MockCore::new(options);
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(mensajero::providers::mock::serve(
+        listener,
+        core.clone(),
+        async move { token.cancelled().await },
+    ));
+    (core, url, stop)
+}
+
+/// A worker as a real child process.
+pub struct WorkerProcess {
+    child: std::process::Child,
+}
+
+impl WorkerProcess {
+    /// Start `mensajero run` with this configuration file and environment.
+    pub fn start(config_path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mensajero"))
+            .args(["--log-format", "json", "--config"])
+            .arg(config_path)
+            .arg("run")
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start worker");
+        Self { child }
+    }
+
+    /// Send a signal (`-KILL`, `-TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit.
+    pub async fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not exit in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration file under the system temp dir, removed on drop.
+pub struct TempConfig(std::path::PathBuf);
+
+impl TempConfig {
+    /// Write a worker configuration for `app`'s prefix with these extra TOML sections.
+    pub fn write(app: &TestApp, worker_toml: &str, channels_toml: &str) -> Self {
+        let services = services();
+        let text = format!(
+            r#"
+[amqp]
+url = "{amqp}"
+prefix = "{prefix}"
+delay_tiers = ["1s", "5s"]
+[redis]
+url = "{redis}"
+prefix = "{prefix}"
+[worker]
+{worker_toml}
+{channels_toml}
+"#,
+            amqp = services.amqp_url,
+            redis = services.redis_url,
+            prefix = app.prefix,
+        );
+        let path = std::env::temp_dir().join(format!("{}.toml", app.prefix));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+}
+
+impl std::ops::Deref for TempConfig {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
