@@ -39,7 +39,7 @@ pub struct Topology {
     pub dead_exchange: String,
     /// Quorum queue of dead letters.
     pub dead_queue: String,
-    /// Headers exchange in front of the delay queues (header `x-mensajero-tier` picks one).
+    /// Headers exchange in front of the delay queues (header `mensajero-delay-tier` picks one).
     pub delay_exchange: String,
     /// Delay queues: (TTL, queue name), shortest first.
     pub delay_queues: Vec<(Duration, String)>,
@@ -85,8 +85,9 @@ pub mod headers {
     pub const REPLAY: &str = "x-mensajero-replay";
     /// Some attempt on the current channel may have reached the gateway.
     pub const MAYBE_SENT: &str = "x-mensajero-maybe-sent";
-    /// Which delay queue a parked job goes to.
-    pub const TIER: &str = "x-mensajero-tier";
+    /// Which delay queue a parked job goes to. Not `x-` prefixed: headers exchanges ignore
+    /// such headers when matching bindings.
+    pub const TIER: &str = "mensajero-delay-tier";
     /// Redeliveries so far, set by quorum queues.
     pub const DELIVERY_COUNT: &str = "x-delivery-count";
 }
@@ -331,6 +332,11 @@ impl Publisher {
         &self.channel
     }
 
+    /// Whether the channel can still publish (a soft error closes it for good).
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
     /// Publish persistently and wait until the broker has it (or says why not).
     pub async fn publish(
         &self,
@@ -442,9 +448,25 @@ impl Publisher {
             headers::TIER.into(),
             AMQPValue::LongString(tier_name(tier).into()),
         );
-        let mut properties = original_properties.clone().with_headers(table);
-        // Expiration on the message would race the queue TTL; the queue decides.
-        properties = properties.with_expiration("".into());
+        // A fresh set of properties: a producer's per-message `expiration` would race the
+        // queue's TTL (and drop the job), so it is the one property not carried over.
+        let mut properties = BasicProperties::default().with_headers(table);
+        if let Some(v) = original_properties.content_type() {
+            properties = properties.with_content_type(v.clone());
+        }
+        if let Some(v) = original_properties.message_id() {
+            properties = properties.with_message_id(v.clone());
+        }
+        if let Some(v) = original_properties.correlation_id() {
+            properties = properties.with_correlation_id(v.clone());
+        }
+        if let Some(v) = original_properties.app_id() {
+            properties = properties.with_app_id(v.clone());
+        }
+        if let Some(v) = original_properties.timestamp() {
+            // `ttl_seconds` counts from the producer's timestamp.
+            properties = properties.with_timestamp(*v);
+        }
         self.publish(&topology.delay_exchange, lane, body, properties)
             .await?;
         Ok(tier)

@@ -159,6 +159,9 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
     );
     let _ = connection.close(200, "session over".into()).await;
     transactional.and(bulk)?;
+    if !shared.shutdown.is_cancelled() {
+        anyhow::bail!("the publisher channel closed");
+    }
     info!("worker stopped");
     Ok(())
 }
@@ -208,8 +211,14 @@ async fn run_lane(
             Some(Ok(delivery)) => {
                 let shared = shared.clone();
                 let publisher = publisher.clone();
+                let stop = stop.clone();
                 tasks.spawn(async move {
                     process(&shared, &publisher, delivery, lane.key).await;
+                    if !publisher.is_open() {
+                        // Nothing can be confirmed on this session any more: start a new one
+                        // rather than consume jobs that can only be redelivered.
+                        stop.cancel();
+                    }
                     drop(permit);
                 });
             }
@@ -289,11 +298,25 @@ async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery, lan
                 })
                 .await
         }
-        Err(TaskError::Publish(e)) => {
+        Err(TaskError::Publish(e)) if !publisher.is_open() => {
             // Not acked: the broker redelivers it, and dedupe turns the repeat into a
             // re-publish of whatever this attempt got to record.
             warn!(error = %e, "publishing failed; the job will be redelivered");
             return;
+        }
+        Err(TaskError::Publish(e)) => {
+            // The channel lives but refused this publish (unroutable, nacked): hand the job
+            // back. The pause keeps a persistent fault from spinning; the queue's delivery
+            // limit dead-letters a job that never gets through.
+            error!(error = %e, "publishing failed; returning the job to its queue");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
         }
     };
     match settled {

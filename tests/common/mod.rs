@@ -156,6 +156,13 @@ pub struct TestApp {
 impl TestApp {
     /// Declare the topology and an outcome tap, without starting a worker.
     pub async fn new(config: Config) -> Self {
+        // In-process workers log through the test's writer when RUST_LOG asks for it.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let prefix = config.amqp.prefix.clone();
         let topology = Topology::from_config(&config.amqp);
         let connection = broker::connect(&config.amqp.url, "mensajero-test")
