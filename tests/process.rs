@@ -186,3 +186,71 @@ async fn sigterm_lets_in_flight_jobs_finish_and_exits_zero() {
     );
     stop_gateway.cancel();
 }
+
+/// A job whose every delivery kills its worker (here: `kill -9` while the gateway hangs) is
+/// stopped by the quorum queue's delivery limit and dead-lettered with `delivery_limit`.
+#[tokio::test]
+async fn a_poison_job_is_dead_lettered_at_the_delivery_limit() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let hanging = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(120)))
+        .mount(&hanging)
+        .await;
+    let mut config = common::config(&unique_prefix("poison"), "", &[]);
+    config.amqp.delivery_limit = 2;
+    let app = TestApp::new(config).await;
+    let worker_toml = "lease = \"60s\"";
+    let channels = format!(
+        r#"
+[channels.waspy-ar]
+provider = "waspy"
+base_url = "{}"
+api_key_env = "WASPY_TEST_KEY"
+sender = "550e8400-e29b-41d4-a716-446655440000"
+timeout = "50s"
+"#,
+        hanging.uri()
+    );
+    let config = TempConfig::write(&app, worker_toml, &channels);
+    let text = std::fs::read_to_string(&*config)
+        .unwrap()
+        .replace("[amqp]", "[amqp]\ndelivery_limit = 2");
+    std::fs::write(&*config, text).unwrap();
+    app.enqueue(&text_job(0)).await;
+
+    let mut kills = 0;
+    while app.queue_len(&app.topology.dead_queue).await == 0 {
+        assert!(kills < 6, "the delivery limit never stopped the job");
+        let seen = hanging.received_requests().await.unwrap_or_default().len();
+        let worker = Worker::start(&config);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // Kill it once it is inside the (hanging) gateway call, or once the broker gave up.
+        while hanging.received_requests().await.unwrap_or_default().len() == seen
+            && app.queue_len(&app.topology.dead_queue).await == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the job never reached the gateway"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.signal("-KILL");
+        worker.wait(Duration::from_secs(10)).await;
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (body, headers) = app.next_dead_letter().await;
+    assert_eq!(
+        common::header(&headers, "x-first-death-reason").as_deref(),
+        Some("delivery_limit")
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"],
+        "job-0"
+    );
+    assert_eq!(app.settled_queue_len(&app.topology.send_queue).await, 0);
+    eprintln!("poison job dead-lettered after {kills} worker deaths");
+}
