@@ -298,9 +298,10 @@ async fn a_flooded_bulk_lane_does_not_delay_transactional_jobs() {
         }
     };
     let latency = (sent.occurred_at - started).to_std().unwrap();
-    // One gateway call (300 ms) plus overhead, although ~190 bulk jobs are still waiting.
+    // One gateway call (300 ms) plus overhead, with room for a loaded CI machine; behind the
+    // bulk backlog it would take ~15 s (200 jobs × 300 ms / 4 in flight).
     assert!(
-        latency < Duration::from_millis(1500),
+        latency < Duration::from_millis(3000),
         "transactional latency {latency:?}"
     );
     let bulk_calls = gateway.stats().requests - 1;
