@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: broker → job → dedupe → provider → outcome → broker. No module
+//! Data flows one way: broker → job → dedupe → ratelimit → provider → outcome → broker. No module
 //! reaches back up.
 //!
 //! - [`config`] owns configuration: built-in defaults, file and environment overlays, every
@@ -19,6 +19,8 @@
 //!   and the [`broker::Producer`] that upstream Rust code uses to enqueue jobs.
 //! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
 //!   lease, then `sent` / `failed` for the channel's window.
+//! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
+//!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
 //!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
@@ -30,5 +32,6 @@ pub mod dedupe;
 pub mod job;
 pub mod outcome;
 pub mod providers;
+pub mod ratelimit;
 pub mod retry;
 pub mod worker;

@@ -29,6 +29,7 @@ use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
 use crate::job::{self, Job};
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
 use crate::providers::{Gateway, SendContext};
+use crate::ratelimit::{Limits, Permit, RateLimiter};
 use crate::retry::{ErrorClass, Failure, Schedule, Sent};
 
 /// A configured channel, ready to send.
@@ -46,6 +47,7 @@ struct Shared {
     config: Config,
     topology: Topology,
     dedupe: Dedupe,
+    limiter: RateLimiter,
     channels: HashMap<String, ChannelRuntime>,
     /// Cut short retry waits and lease waits when shutdown starts.
     shutdown: CancellationToken,
@@ -70,7 +72,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let Some(redis) = redis else { return Ok(()) };
     let shared = Arc::new(Shared {
         topology: Topology::from_config(&config.amqp),
-        dedupe: Dedupe::new(redis, &config.redis.prefix),
+        dedupe: Dedupe::new(redis.clone(), &config.redis.prefix),
+        limiter: RateLimiter::new(redis, &config.redis.prefix),
         channels,
         shutdown: shutdown.clone(),
         config,
@@ -590,14 +593,17 @@ impl<'a> JobTask<'a> {
             restart_failed: self.carried.replay,
         };
 
+        // Whether the last attempt may have reached the gateway, for whoever resumes the job.
+        let mut ambiguous = false;
         let mut attempt = loop {
             match self.redis(|| self.shared.dedupe.claim(&request)).await? {
                 Claim::Acquired => break self.carried.attempts + 1,
                 Claim::Resumed {
-                    ambiguous,
+                    ambiguous: was_ambiguous,
                     previous_attempts,
                 } => {
-                    if ambiguous
+                    ambiguous = was_ambiguous;
+                    if was_ambiguous
                         && !provider.has_idempotency()
                         && self.channel.config.on_ambiguous == OnAmbiguous::Fail
                     {
@@ -669,8 +675,51 @@ impl<'a> JobTask<'a> {
                 .await?;
         }
 
+        let limits = Limits {
+            per_second: self.channel.config.rate_per_second,
+            burst: self.channel.config.rate_burst,
+            recipient_interval: self.channel.config.recipient_interval,
+        };
         loop {
             tracing::Span::current().record("attempt", attempt);
+            let permit = self
+                .redis(|| {
+                    self.shared.limiter.acquire(
+                        &self.channel.name,
+                        &self.job.to,
+                        &limits,
+                        config.worker.inline_wait,
+                    )
+                })
+                .await?;
+            match permit {
+                Permit::Now => {}
+                Permit::After(wait) => {
+                    if !self.sleep(wait).await {
+                        let _ = self
+                            .shared
+                            .dedupe
+                            .release(&self.channel.name, key, &owner, ambiguous)
+                            .await;
+                        return Ok(Turn::Settled(Disposition::Requeue));
+                    }
+                }
+                Permit::Park(wait) => {
+                    // Waiting for the channel's (or recipient's) next slot is not a failure
+                    // and costs no attempt; a long wait is spent in a delay queue.
+                    debug!(?wait, "rate limited; parking");
+                    self.redis(|| {
+                        self.shared
+                            .dedupe
+                            .release(&self.channel.name, key, &owner, ambiguous)
+                    })
+                    .await?;
+                    let until = Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                    self.carried.not_before = Some(until);
+                    return self.park(wait).await.map(Turn::Settled);
+                }
+            }
             self.redis(|| {
                 self.shared.dedupe.begin_attempt(
                     &self.channel.name,
@@ -706,7 +755,8 @@ impl<'a> JobTask<'a> {
                 Err(failure) => failure,
             };
             self.carried.attempts = attempt;
-            self.carried.maybe_sent |= failure.sent == Sent::Maybe;
+            ambiguous = failure.sent == Sent::Maybe;
+            self.carried.maybe_sent |= ambiguous;
             if !failure.class.is_retryable() {
                 warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
                 return self

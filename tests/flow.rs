@@ -27,6 +27,7 @@ base_url = "{base_url}"
 api_key_env = "WASPY_TEST_KEY"
 sender = "550e8400-e29b-41d4-a716-446655440000"
 timeout = "2s"
+rate_per_second = 100000
 {extra}
 "#
     )
@@ -343,7 +344,7 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
         channel("primary", &refused.uri(), "failover = [\"backup\"]\ntimeout = \"1s\"\nmax_attempts = 2\nretry_schedule = [\"100ms\"]"),
         channel("backup", &backup.uri(), "")
     )
-    .replace("timeout = \"2s\"\nfailover", "failover");
+    .replace("timeout = \"2s\"\nrate_per_second = 100000\nfailover", "rate_per_second = 100000\nfailover");
     let app = app("failover", &channels).await;
     app.enqueue(&job("fo-auth", "primary")).await;
     app.enqueue(&job("fo-timeout", "primary")).await;
@@ -361,4 +362,52 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
     );
     assert_eq!(failed.channel, "primary");
     assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
+}
+
+/// Two worker processes on one channel limited to 20/s send at 20/s together (±10 %).
+#[tokio::test]
+async fn two_workers_share_one_rate_limit() {
+    const JOBS: usize = 100;
+    const RATE: f64 = 20.0;
+    let (gateway, url, stop) = common::start_gateway(MockOptions::default()).await;
+    let app = TestApp::new(common::config(&unique_prefix("rate2"), "", &[])).await;
+    let channels =
+        channel("waspy-ar", &url, "").replace("rate_per_second = 100000", "rate_per_second = 20");
+    let config = TempConfig::write(&app, "inline_wait = \"2s\"", &channels);
+    for i in 0..JOBS {
+        let mut j = job(&format!("rate-{i}"), "waspy-ar");
+        // Distinct recipients: only the channel's limit applies.
+        j["to"] = format!("+54911260{i:05}").into();
+        app.enqueue(&j).await;
+    }
+    let workers = [
+        WorkerProcess::start(&config, &[("WASPY_TEST_KEY", KEY)]),
+        WorkerProcess::start(&config, &[("WASPY_TEST_KEY", KEY)]),
+    ];
+    let mut sent = Vec::new();
+    while sent.len() < JOBS {
+        let o = app
+            .try_next_outcome(Duration::from_secs(30))
+            .await
+            .expect("outcomes keep coming");
+        if o.status == Status::Sent {
+            sent.push(o.occurred_at);
+        }
+    }
+    sent.sort();
+    let span = (sent[JOBS - 1] - sent[0]).to_std().unwrap().as_secs_f64();
+    let measured = (JOBS - 1) as f64 / span;
+    eprintln!("two workers, limit {RATE}/s: measured {measured:.2}/s over {span:.2} s");
+    assert!(
+        (measured - RATE).abs() <= RATE * 0.1,
+        "measured {measured:.2}/s, limit {RATE}/s"
+    );
+    assert_eq!(gateway.stats().sent, JOBS as u64);
+    for worker in &workers {
+        worker.signal("-TERM");
+    }
+    for worker in workers {
+        assert!(worker.wait(Duration::from_secs(20)).await.success());
+    }
+    stop.cancel();
 }

@@ -26,6 +26,7 @@ base_url = "{base_url}"
 api_key_env = "WASPY_TEST_KEY"
 sender = "{SENDER}"
 timeout = "2s"
+rate_per_second = 100000
 {extra}
 "#
     )

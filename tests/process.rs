@@ -34,6 +34,7 @@ base_url = "{gateway_url}"
 api_key_env = "WASPY_TEST_KEY"
 sender = "550e8400-e29b-41d4-a716-446655440000"
 timeout = "3s"
+rate_per_second = 100000
 "#
     );
     TempConfig::write(app, &worker, &channels)
