@@ -411,3 +411,69 @@ async fn two_workers_share_one_rate_limit() {
     }
     stop.cancel();
 }
+
+/// A replayed dead letter (`x-mensajero-replay: true`) starts over from its own `failed`
+/// record instead of being reported as a duplicate of itself; a plain repeat is a duplicate.
+#[tokio::test]
+async fn a_replayed_job_starts_over_and_a_repeat_is_a_duplicate() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": {"code": "CHANNEL_NOT_CONNECTED"}})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("msg-replayed"))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    // Channel trouble retries slowly until max_age: a short max_age makes it fail at once.
+    let app = app(
+        "replay",
+        &channel(
+            "waspy-ar",
+            &gateway.uri(),
+            "max_age = \"1s\"\nslow_backoff = \"2s\"",
+        ),
+    )
+    .await;
+    let body = job("to-replay", "waspy-ar").to_string();
+    app.enqueue_raw(body.as_bytes()).await;
+    let failed = app.outcomes(2).await.pop().unwrap();
+    assert_eq!(failed.error.unwrap().class, ErrorClass::Channel);
+    let (dead_body, _) = app.next_dead_letter().await;
+
+    // A plain repeat of the same job is refused as a duplicate of it.
+    app.enqueue_raw(&dead_body).await;
+    let duplicate = app.next_outcome().await;
+    assert_eq!(
+        (duplicate.event, duplicate.status),
+        (mensajero::outcome::EventKind::Duplicate, Status::Failed)
+    );
+
+    // The operator fixed the channel and replays it.
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        "x-mensajero-replay".into(),
+        lapin::types::AMQPValue::Boolean(true),
+    );
+    let properties = lapin::BasicProperties::default().with_headers(headers);
+    let publisher =
+        mensajero::broker::Publisher::new(app.connection.create_channel().await.unwrap())
+            .await
+            .unwrap();
+    publisher
+        .publish(&app.topology.jobs_exchange, "send", &dead_body, properties)
+        .await
+        .unwrap();
+    let outcomes = app.outcomes(2).await;
+    let sent = terminal(&outcomes, "to-replay");
+    assert_eq!(
+        (sent.status, sent.provider_message_id.as_deref()),
+        (Status::Sent, Some("msg-replayed"))
+    );
+}
