@@ -273,23 +273,35 @@ impl Topology {
         args
     }
 
-    /// Delete everything this topology declared (tests and `topology --delete`).
+    /// Delete everything this topology declared (tests and `topology --delete`). Goes on past
+    /// a failure so one stuck object does not leave the rest behind; returns the first error.
     pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
-        for queue in [&self.send_queue, &self.bulk_queue, &self.dead_queue] {
-            channel
+        let mut first_error = None;
+        let queues = [&self.send_queue, &self.bulk_queue, &self.dead_queue]
+            .into_iter()
+            .chain(self.delay_queues.iter().map(|(_, q)| q));
+        for queue in queues {
+            if let Err(e) = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await?;
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
         }
         for exchange in [
             &self.jobs_exchange,
             &self.outcomes_exchange,
             &self.dead_exchange,
+            &self.delay_exchange,
         ] {
-            channel
+            if let Err(e) = channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                .await?;
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

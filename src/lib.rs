@@ -17,6 +17,7 @@
 //! - [`retry`] owns failure classification (SPEC §7) and retry schedules.
 //! - [`broker`] owns RabbitMQ: topology, the confirmed + mandatory publisher, dead letters,
 //!   and the [`broker::Producer`] that upstream Rust code uses to enqueue jobs.
+//! - [`dlq`] owns the operator tools over the dead-letter queue: list, replay, purge.
 //! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
 //!   lease, then `sent` / `failed` for the channel's window.
 //! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
@@ -29,6 +30,7 @@
 pub mod broker;
 pub mod config;
 pub mod dedupe;
+pub mod dlq;
 pub mod job;
 pub mod outcome;
 pub mod providers;

@@ -60,6 +60,11 @@ enum Command {
     },
     /// Publish jobs (JSON lines from a file or stdin, or one job from flags) with confirms.
     Enqueue(EnqueueArgs),
+    /// Inspect, replay or purge the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Print outcome events as they arrive.
     Outcomes {
         /// Stop after this many events.
@@ -84,6 +89,54 @@ enum Command {
         #[arg(long, default_value_t = 503)]
         error_status: u16,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters (the queue is left as it was).
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the jobs exchange with a fresh attempt count.
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Only say what would be replayed.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters older than a duration.
+    Purge {
+        /// Age, e.g. `7d`, `12h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct DlqFilter {
+    /// Only dead letters with this reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only the dead letter of this job id.
+    #[arg(long)]
+    id: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +274,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Command::Topology { delete } => topology(&config, delete).await?,
                 Command::Enqueue(args) => return enqueue(&config, args).await,
                 Command::Outcomes { count, idle } => outcomes(&config, count, idle).await?,
+                Command::Dlq { command } => return dlq(&config, command).await,
                 Command::Schema | Command::Config { .. } | Command::MockGateway { .. } => {
                     unreachable!("handled above")
                 }
@@ -425,4 +479,58 @@ async fn outcomes(
     }
     connection.close(200, "done".into()).await?;
     Ok(())
+}
+
+async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<std::process::ExitCode> {
+    use mensajero::dlq::{self, Filter};
+    let filter = |f: DlqFilter| Filter {
+        reason: f.reason,
+        job_id: f.id,
+    };
+    if let DlqCommand::Purge { yes: false, .. } = command {
+        eprintln!("purge deletes dead letters for good: add --yes to confirm");
+        return Ok(std::process::ExitCode::from(2));
+    }
+    let topology = Topology::from_config(&config.amqp);
+    let connection = broker::connect(&config.amqp.url, "mensajero-dlq")
+        .await
+        .context("connecting to RabbitMQ")?;
+    let (views, json, summary) = match command {
+        DlqCommand::List {
+            filter: f,
+            limit,
+            json,
+        } => {
+            let views = dlq::list(&connection, &topology, &filter(f), limit).await?;
+            let summary = format!("{} dead letter(s)", views.len());
+            (views, json, summary)
+        }
+        DlqCommand::Replay {
+            filter: f,
+            dry_run,
+            json,
+        } => {
+            let views = dlq::replay(&connection, &topology, &filter(f), dry_run).await?;
+            let verb = if dry_run { "would replay" } else { "replayed" };
+            let summary = format!("{verb} {} dead letter(s)", views.len());
+            (views, json, summary)
+        }
+        DlqCommand::Purge {
+            older_than, json, ..
+        } => {
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+            let views = dlq::purge(&connection, &topology, cutoff).await?;
+            let summary = format!("purged {} dead letter(s)", views.len());
+            (views, json, summary)
+        }
+    };
+    connection.close(200, "done".into()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        print!("{}", dlq::table(&views));
+        println!("{summary}");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

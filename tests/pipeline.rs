@@ -359,7 +359,7 @@ async fn bad_input_is_dead_lettered_with_its_reason_and_the_worker_keeps_going()
     app.enqueue(&job("good", text)).await;
     let events = app.outcomes(2).await;
     assert_eq!(events[1].status, Status::Sent);
-    assert_eq!(app.settled_queue_len(&app.topology.send_queue).await, 0);
+    assert_eq!(app.settled_queue_len(&app.topology.send_queue, 0).await, 0);
 }
 
 /// Retryable failures are retried in process with backoff; a gateway that recovers gets the

@@ -137,8 +137,8 @@ async fn kill_9_with_jobs_in_flight_loses_nothing_and_sends_nothing_twice() {
     // idempotency cache (a call cut off by the kill, resumed after restart).
     assert_eq!(stats.sent, JOBS as u64, "{stats:?}");
     assert!(stats.requests >= stats.sent + stats.replayed);
-    assert_eq!(app.settled_queue_len(&app.topology.send_queue).await, 0);
-    assert_eq!(app.settled_queue_len(&app.topology.dead_queue).await, 0);
+    assert_eq!(app.settled_queue_len(&app.topology.send_queue, 0).await, 0);
+    assert_eq!(app.settled_queue_len(&app.topology.dead_queue, 0).await, 0);
     eprintln!(
         "kill -9: {JOBS} jobs, {} calls in flight at the kill, {} sent before it, {} replays after restart, {} re-published events",
         at_kill.requests - at_kill.sent,
@@ -186,7 +186,7 @@ async fn sigterm_lets_in_flight_jobs_finish_and_exits_zero() {
     );
     assert_eq!(gateway.stats().sent, JOBS as u64);
     assert_eq!(
-        app.settled_queue_len(&app.topology.send_queue).await,
+        app.settled_queue_len(&app.topology.send_queue, 0).await,
         0,
         "all acked"
     );
@@ -257,6 +257,6 @@ timeout = "50s"
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"],
         "job-0"
     );
-    assert_eq!(app.settled_queue_len(&app.topology.send_queue).await, 0);
+    assert_eq!(app.settled_queue_len(&app.topology.send_queue, 0).await, 0);
     eprintln!("poison job dead-lettered after {kills} worker deaths");
 }

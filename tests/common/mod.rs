@@ -318,6 +318,7 @@ impl TestApp {
                     .headers()
                     .clone()
                     .unwrap_or_default();
+                let _ = channel.close(200, "done".into()).await;
                 return (msg.delivery.data, headers);
             }
             assert!(
@@ -328,13 +329,13 @@ impl TestApp {
         }
     }
 
-    /// Wait (up to 10 s) until a queue holds no ready message, and return how many it holds
-    /// then. Quorum queues apply acks through Raft, so their counts settle a moment later.
-    pub async fn settled_queue_len(&self, queue: &str) -> u32 {
+    /// Wait (up to 10 s) until a queue holds `expected` ready messages, and return how many it
+    /// holds then. Quorum queues apply acks through Raft, so their counts settle a moment later.
+    pub async fn settled_queue_len(&self, queue: &str, expected: u32) -> u32 {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let n = self.queue_len(queue).await;
-            if n == 0 || tokio::time::Instant::now() >= deadline {
+            if n == expected || tokio::time::Instant::now() >= deadline {
                 return n;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -344,7 +345,7 @@ impl TestApp {
     /// Messages waiting in a queue.
     pub async fn queue_len(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.expect("channel");
-        channel
+        let count = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -355,7 +356,10 @@ impl TestApp {
             )
             .await
             .expect("passive declare")
-            .message_count()
+            .message_count();
+        // Polling opens many channels; each must go, or the connection hits channel_max.
+        let _ = channel.close(200, "done".into()).await;
+        count
     }
 }
 
