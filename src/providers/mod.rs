@@ -6,6 +6,7 @@
 //! the call with reqwest and classifies transport errors the same way for every provider;
 //! [`Gateway`] is what the worker holds per channel.
 
+pub mod meta;
 pub mod mock;
 pub mod waspy;
 
@@ -205,6 +206,11 @@ impl Gateway {
             ProviderKind::Waspy => Box::new(waspy::Waspy::new(
                 sender,
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+            )),
+            ProviderKind::Meta => Box::new(meta::Meta::new(
+                sender,
+                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+                channel,
             )),
             other => anyhow::bail!(
                 "channel {name}: provider {} is not available in this build",

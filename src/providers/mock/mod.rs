@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod meta;
 mod waspy;
 
 use axum::extract::State;
@@ -196,6 +197,7 @@ pub async fn serve(
 pub fn router(core: MockCore) -> Router {
     Router::new()
         .merge(waspy::routes())
+        .merge(meta::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
