@@ -495,7 +495,7 @@ impl<'a> JobTask<'a> {
                 "expired",
                 format!("expired at {}", outcome::timestamp(deadline)),
             );
-            return self.fail_unclaimed(&failure).await;
+            return self.fail_unrecorded(&failure, None).await;
         }
         // A scheduled send, or the rest of a wait a delay tier could not cover exactly.
         let not_before = match (self.carried.not_before, self.job.send_at) {
@@ -511,7 +511,7 @@ impl<'a> JobTask<'a> {
                     "expired",
                     "it expires before it may be sent (send_at / retry time after expires_at)",
                 );
-                return self.fail_unclaimed(&failure).await;
+                return self.fail_unrecorded(&failure, None).await;
             }
             let wait = (not_before - now).to_std().unwrap_or_default();
             if wait > self.shared.config.worker.inline_wait {
@@ -535,7 +535,7 @@ impl<'a> JobTask<'a> {
                             ..failure
                         };
                         // The record says `failed_over`; the job itself ends here.
-                        return self.publish_failed_unrecorded(&failure).await;
+                        return self.fail_unrecorded(&failure, Some(Status::Queued)).await;
                     };
                     warn!(from = %self.channel.name, to = %next.name, reason = %failure.code, "failing over");
                     let record = Record {
@@ -944,46 +944,21 @@ impl<'a> JobTask<'a> {
         Ok(Disposition::Ack)
     }
 
-    /// A failure whose dedupe record already exists (the failover bookkeeping).
-    async fn publish_failed_unrecorded(&self, failure: &Failure) -> Result<Disposition, TaskError> {
-        let error = OutcomeError::from_failure(failure, self.carried.attempts);
-        self.publish(self.event(
-            Status::Failed,
-            Some(Status::Queued),
-            self.carried.attempts,
-            None,
-            Some(error),
-        ))
-        .await?;
-        self.dead_letter(
-            failure.class,
-            &failure.code,
-            &failure.message,
-            self.carried.attempts,
-        )
-        .await?;
-        Ok(Disposition::Ack)
-    }
-
-    /// Failed before any claim (expired, unschedulable): nothing was sent, nothing recorded.
-    async fn fail_unclaimed(&self, failure: &Failure) -> Result<Disposition, TaskError> {
-        warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed before sending");
-        let error = OutcomeError::from_failure(failure, self.carried.attempts);
-        self.publish(self.event(
-            Status::Failed,
-            None,
-            self.carried.attempts,
-            None,
-            Some(error),
-        ))
-        .await?;
-        self.dead_letter(
-            failure.class,
-            &failure.code,
-            &failure.message,
-            self.carried.attempts,
-        )
-        .await?;
+    /// Publish `failed` and the dead letter without touching the dedupe record: before any
+    /// claim (expired, `previous` None), or after a failover whose bookkeeping already wrote
+    /// the record (`previous` queued).
+    async fn fail_unrecorded(
+        &self,
+        failure: &Failure,
+        previous: Option<Status>,
+    ) -> Result<Disposition, TaskError> {
+        warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+        let attempts = self.carried.attempts;
+        let error = OutcomeError::from_failure(failure, attempts);
+        self.publish(self.event(Status::Failed, previous, attempts, None, Some(error)))
+            .await?;
+        self.dead_letter(failure.class, &failure.code, &failure.message, attempts)
+            .await?;
         Ok(Disposition::Ack)
     }
 
