@@ -8,6 +8,7 @@
 
 pub mod mock;
 pub mod waspy;
+pub mod wazzup;
 
 use std::time::Duration;
 
@@ -205,6 +206,11 @@ impl Gateway {
             ProviderKind::Waspy => Box::new(waspy::Waspy::new(
                 sender,
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+            )),
+            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(
+                sender,
+                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+                channel,
             )),
             other => anyhow::bail!(
                 "channel {name}: provider {} is not available in this build",
