@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod waspy;
+mod wazzup;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -196,6 +197,7 @@ pub async fn serve(
 pub fn router(core: MockCore) -> Router {
     Router::new()
         .merge(waspy::routes())
+        .merge(wazzup::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
