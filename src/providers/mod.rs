@@ -9,6 +9,7 @@
 pub mod meta;
 pub mod mock;
 pub mod waspy;
+pub mod wazzup;
 
 use std::time::Duration;
 
@@ -208,6 +209,11 @@ impl Gateway {
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
             )),
             ProviderKind::Meta => Box::new(meta::Meta::new(
+                sender,
+                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
+                channel,
+            )),
+            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(
                 sender,
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
                 channel,

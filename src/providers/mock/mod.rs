@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod meta;
 mod waspy;
+mod wazzup;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -198,6 +199,7 @@ pub fn router(core: MockCore) -> Router {
     Router::new()
         .merge(waspy::routes())
         .merge(meta::routes())
+        .merge(wazzup::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
