@@ -24,6 +24,7 @@
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
 //!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
+//! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
 //!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.
 
@@ -32,6 +33,7 @@ pub mod config;
 pub mod dedupe;
 pub mod dlq;
 pub mod job;
+pub mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod ratelimit;
