@@ -33,6 +33,9 @@ pub struct Topology {
     pub send_queue: String,
     /// Quorum queue of bulk jobs (routing key `bulk`).
     pub bulk_queue: String,
+    /// Quorum queue of raw webhook receipts (routing key `receipt`), published before the
+    /// listener answers 200 so a receipt survives any crash or Redis outage.
+    pub webhooks_queue: String,
     /// Topic exchange of outcome events.
     pub outcomes_exchange: String,
     /// Fanout exchange in front of the dead-letter queue; the work queues dead-letter into it.
@@ -51,6 +54,9 @@ pub struct Topology {
 pub const SEND_KEY: &str = "send";
 /// Routing key of bulk jobs.
 pub const BULK_KEY: &str = "bulk";
+/// Routing key of webhook receipts (on the jobs exchange, so parked receipts come back
+/// through the same delay queues as parked jobs).
+pub const RECEIPT_KEY: &str = "receipt";
 
 /// Dead-letter headers (SPEC §4).
 pub mod headers {
@@ -114,6 +120,7 @@ impl Topology {
             jobs_exchange: format!("{prefix}.jobs"),
             send_queue: format!("{prefix}.send"),
             bulk_queue: format!("{prefix}.send.bulk"),
+            webhooks_queue: format!("{prefix}.webhooks"),
             outcomes_exchange: format!("{prefix}.outcomes"),
             dead_exchange: format!("{prefix}.dead"),
             dead_queue: format!("{prefix}.dead"),
@@ -230,7 +237,11 @@ impl Topology {
                 .await?;
         }
 
-        for (name, key) in [(&self.send_queue, SEND_KEY), (&self.bulk_queue, BULK_KEY)] {
+        for (name, key) in [
+            (&self.send_queue, SEND_KEY),
+            (&self.bulk_queue, BULK_KEY),
+            (&self.webhooks_queue, RECEIPT_KEY),
+        ] {
             channel
                 .queue_declare(name.as_str().into(), queue, self.work_queue_args())
                 .await?;
@@ -277,9 +288,14 @@ impl Topology {
     /// a failure so one stuck object does not leave the rest behind; returns the first error.
     pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
         let mut first_error = None;
-        let queues = [&self.send_queue, &self.bulk_queue, &self.dead_queue]
-            .into_iter()
-            .chain(self.delay_queues.iter().map(|(_, q)| q));
+        let queues = [
+            &self.send_queue,
+            &self.bulk_queue,
+            &self.webhooks_queue,
+            &self.dead_queue,
+        ]
+        .into_iter()
+        .chain(self.delay_queues.iter().map(|(_, q)| q));
         for queue in queues {
             if let Err(e) = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

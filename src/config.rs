@@ -32,6 +32,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// The HTTP listener.
     pub http: HttpConfig,
+    /// Webhook receipts: correlation and the receipt consumer.
+    pub receipts: ReceiptsConfig,
     /// Channels by name: each selects a provider, its credentials and its sender.
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Values of the environment variables channels reference, read once at load time.
@@ -92,6 +94,33 @@ pub struct WorkerConfig {
 pub struct HttpConfig {
     /// Address of the listener for metrics, health and webhooks.
     pub listen: SocketAddr,
+    /// Largest webhook body accepted; larger ones get 413 before any of it is parsed.
+    pub max_body: usize,
+    /// How long a client may take to send its request; a slow client is cut off after it.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// The public base URL gateways call (`https://hooks.example.com`), for signature schemes
+    /// that sign the URL (seven.io). Without it the URL is rebuilt from `Host` and
+    /// `X-Forwarded-Proto`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// `[receipts]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// Receipts processed at once by this worker.
+    pub max_in_flight: usize,
+    /// Unacknowledged receipt deliveries.
+    pub prefetch: u16,
+    /// How long a receipt for an unknown message id is retried (it may have overtaken the
+    /// send's record) before it is dead-lettered.
+    #[serde(with = "duration")]
+    pub unknown_retry: Duration,
+    /// How long a sent message's correlation record (provider id → job) is kept for receipts.
+    #[serde(with = "duration")]
+    pub correlation_ttl: Duration,
 }
 
 /// Which gateway API a channel speaks.
@@ -205,6 +234,10 @@ pub struct ChannelConfig {
     /// Template name → gateway template id (Wazzup sends templates by id).
     #[serde(default)]
     pub templates: BTreeMap<String, String>,
+    /// Poll the gateway's status endpoint for a sent message that got no final receipt
+    /// after this long (Waspy only); unset means receipts alone.
+    #[serde(default, with = "optional_duration")]
+    pub poll_after: Option<Duration>,
     /// Behaviour of the `mock` provider.
     #[serde(default)]
     pub mock: MockOptions,
@@ -357,7 +390,8 @@ impl Config {
             _ => unreachable!("parse_toml returns tables"),
         };
         for key in table.keys() {
-            if !["amqp", "redis", "worker", "http", "channels"].contains(&key.as_str()) {
+            if !["amqp", "redis", "worker", "http", "receipts", "channels"].contains(&key.as_str())
+            {
                 problems.push(Problem {
                     path: key.clone(),
                     message: "unknown section".into(),
@@ -368,6 +402,7 @@ impl Config {
         let redis = section::<RedisConfig>(&table, "redis", &mut problems);
         let worker = section::<WorkerConfig>(&table, "worker", &mut problems);
         let http = section::<HttpConfig>(&table, "http", &mut problems);
+        let receipts = section::<ReceiptsConfig>(&table, "receipts", &mut problems);
         let mut channels = BTreeMap::new();
         match table.get("channels") {
             None => {}
@@ -387,7 +422,8 @@ impl Config {
             }),
         }
 
-        let (Some(amqp), Some(redis), Some(worker), Some(http)) = (amqp, redis, worker, http)
+        let (Some(amqp), Some(redis), Some(worker), Some(http), Some(receipts)) =
+            (amqp, redis, worker, http, receipts)
         else {
             return Err(Problems(problems));
         };
@@ -406,6 +442,7 @@ impl Config {
             redis,
             worker,
             http,
+            receipts,
             channels,
             secrets,
         };
@@ -461,6 +498,20 @@ impl Config {
                 "amqp.prefix".into(),
                 "use letters, digits, '_', '-' and '.'".into(),
             );
+        }
+        if self.receipts.max_in_flight == 0 {
+            push("receipts.max_in_flight".into(), "must be at least 1".into());
+        }
+        if self.receipts.prefetch == 0 {
+            push("receipts.prefetch".into(), "must be at least 1".into());
+        }
+        if self.http.max_body < 1024 {
+            push("http.max_body".into(), "must be at least 1024 bytes".into());
+        }
+        if let Some(url) = &self.http.public_url
+            && reqwest::Url::parse(url).is_err()
+        {
+            push("http.public_url".into(), format!("not a URL: {url}"));
         }
         if self.amqp.delivery_limit == 0 {
             push("amqp.delivery_limit".into(), "must be at least 1".into());
@@ -547,6 +598,12 @@ impl Config {
                     push(at("failover"), format!("unknown channel `{other}`"));
                 }
             }
+            if ch.poll_after.is_some() && ch.provider != ProviderKind::Waspy {
+                push(
+                    at("poll_after"),
+                    "only Waspy offers a status endpoint to poll".into(),
+                );
+            }
             if !(0.0..=1.0).contains(&ch.mock.error_rate) {
                 push(at("mock.error_rate"), "must be between 0 and 1".into());
             }
@@ -557,6 +614,19 @@ impl Config {
     /// The API key a channel references (None for providers that need none).
     pub fn api_key(&self, channel: &str) -> Option<Secret> {
         let var = self.channels.get(channel)?.api_key_env.as_ref()?;
+        self.secrets.get(var).cloned()
+    }
+
+    /// The secret a channel's webhooks are authenticated with (HMAC key, shared secret or
+    /// Wazzup crmKey), if configured.
+    pub fn webhook_secret(&self, channel: &str) -> Option<Secret> {
+        let var = self.channels.get(channel)?.webhook_secret_env.as_ref()?;
+        self.secrets.get(var).cloned()
+    }
+
+    /// Meta's `hub.verify_token` for a channel's verification handshake, if configured.
+    pub fn verify_token(&self, channel: &str) -> Option<Secret> {
+        let var = self.channels.get(channel)?.verify_token_env.as_ref()?;
         self.secrets.get(var).cloned()
     }
 }

@@ -37,5 +37,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod ratelimit;
+pub mod receipts;
 pub mod retry;
+pub mod tracking;
 pub mod worker;

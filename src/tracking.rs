@@ -1,0 +1,283 @@
+//! After `sent` (SPEC §3, §6): what a receipt needs to find its job, and the status order.
+//!
+//! When a job's `sent` outcome is confirmed, the worker records the message under
+//! `(channel, provider message id)`: the job's id, key, recipient, metadata and current status,
+//! kept for `receipts.correlation_ttl` (7 days by default: Meta retries webhooks that long).
+//! A receipt is applied under a short per-message lock, so two replicas handling `delivered`
+//! and `read` of one message at once cannot publish them out of order: read the record,
+//! publish what the receipt adds (skipped statuses as `inferred`), then move the record on.
+//! A crash between publishing and moving on re-publishes the same events (same `event_id`s)
+//! when the receipt is redelivered: at least once, never backwards.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde_json::{Map, Value};
+
+use crate::dedupe::DedupeError;
+use crate::outcome::Status;
+
+/// A sent message, as receipts find it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    /// The job that sent it.
+    pub job_id: String,
+    /// The job's idempotency key (event ids are derived from it).
+    pub idempotency_key: String,
+    /// Provider name, for outcomes.
+    pub provider: String,
+    /// Normalised recipient.
+    pub to: String,
+    /// The highest status published so far.
+    pub status: Status,
+    /// The attempt that sent it.
+    pub attempt: u32,
+    /// The job's metadata, echoed on receipt outcomes.
+    pub metadata: Option<Map<String, Value>>,
+    /// Channels given up on before this one (failover).
+    pub channels_tried: Vec<String>,
+}
+
+/// The Redis side of tracking.
+#[derive(Clone)]
+pub struct Tracker {
+    redis: ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+    record: Script,
+    unlock: Script,
+    advance: Script,
+}
+
+// KEYS[1] record; ARGV: ttl_ms, then field/value pairs. A record that exists keeps its status
+// (a re-published `sent` after a crash must not undo a `read` that came in meanwhile).
+const RECORD: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"#;
+
+// KEYS[1] lock; ARGV[1] owner token.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+// KEYS[1] record; ARGV: status, ttl_ms. Only ever moves forward (the lock makes this the
+// common case; the check keeps a lock that expired mid-way from moving a status back).
+const ADVANCE: &str = r#"
+local rank = {queued = 0, sent = 1, delivered = 2, read = 3, failed = 4}
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return 0 end
+if current == 'failed' then return 0 end
+if ARGV[1] ~= 'failed' and rank[ARGV[1]] <= rank[current] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"#;
+
+impl Tracker {
+    /// A tracker on `redis` with keys under `prefix`, keeping records for `ttl`.
+    pub fn new(redis: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_string(),
+            ttl,
+            record: Script::new(RECORD),
+            unlock: Script::new(UNLOCK),
+            advance: Script::new(ADVANCE),
+        }
+    }
+
+    /// The Redis key of a sent message's record.
+    pub fn key(&self, channel: &str, provider_message_id: &str) -> String {
+        format!("{}:msg:{channel}:{provider_message_id}", self.prefix)
+    }
+
+    fn lock_key(&self, channel: &str, provider_message_id: &str) -> String {
+        format!("{}:msglock:{channel}:{provider_message_id}", self.prefix)
+    }
+
+    /// Remember a sent message so its receipts find the job. Idempotent.
+    pub async fn record_sent(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        tracked: &Tracked,
+    ) -> Result<(), DedupeError> {
+        let metadata = match &tracked.metadata {
+            Some(m) => {
+                serde_json::to_string(m).map_err(|e| DedupeError::Protocol(e.to_string()))?
+            }
+            None => String::new(),
+        };
+        let _: i64 = self
+            .record
+            .key(self.key(channel, provider_message_id))
+            .arg(millis(self.ttl))
+            .arg("job")
+            .arg(&tracked.job_id)
+            .arg("key")
+            .arg(&tracked.idempotency_key)
+            .arg("provider")
+            .arg(&tracked.provider)
+            .arg("to")
+            .arg(&tracked.to)
+            .arg("status")
+            .arg(tracked.status.as_str())
+            .arg("attempt")
+            .arg(tracked.attempt)
+            .arg("metadata")
+            .arg(metadata)
+            .arg("tried")
+            .arg(tracked.channels_tried.join(","))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The record of a message, if it is known.
+    pub async fn get(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+    ) -> Result<Option<Tracked>, DedupeError> {
+        let fields: std::collections::HashMap<String, String> = self
+            .redis
+            .clone()
+            .hgetall(self.key(channel, provider_message_id))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
+        let status = match fields.get("status").map(String::as_str) {
+            Some("sent") => Status::Sent,
+            Some("delivered") => Status::Delivered,
+            Some("read") => Status::Read,
+            Some("failed") => Status::Failed,
+            other => return Err(DedupeError::Protocol(format!("tracked status {other:?}"))),
+        };
+        let metadata = match fields.get("metadata").filter(|m| !m.is_empty()) {
+            Some(m) => {
+                Some(serde_json::from_str(m).map_err(|e| DedupeError::Protocol(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(Some(Tracked {
+            job_id: text("job"),
+            idempotency_key: text("key"),
+            provider: text("provider"),
+            to: text("to"),
+            status,
+            attempt: text("attempt").parse().unwrap_or(0),
+            metadata,
+            channels_tried: text("tried")
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }))
+    }
+
+    /// Take the per-message lock for `lease`; false when someone else holds it.
+    pub async fn lock(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, DedupeError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.lock_key(channel, provider_message_id))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Give the lock back (only if still ours).
+    pub async fn unlock(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        owner: &str,
+    ) -> Result<(), DedupeError> {
+        let _: i64 = self
+            .unlock
+            .key(self.lock_key(channel, provider_message_id))
+            .arg(owner)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Move a record on to `status` once its outcomes are published (never backwards).
+    pub async fn advance(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        status: Status,
+    ) -> Result<(), DedupeError> {
+        let _: i64 = self
+            .advance
+            .key(self.key(channel, provider_message_id))
+            .arg(status.as_str())
+            .arg(millis(self.ttl))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+/// The statuses a receipt reporting `reported` publishes for a message at `current`, in
+/// order, each with whether it was only implied (`read` before `delivered` publishes
+/// `delivered` as inferred first). Empty when the receipt adds nothing: a duplicate, or a
+/// status that would go backwards.
+pub fn transitions(current: Status, reported: Status) -> Vec<(Status, bool)> {
+    if !current.can_advance_to(reported) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if reported == Status::Read && current.can_advance_to(Status::Delivered) {
+        out.push((Status::Delivered, true));
+    }
+    out.push((reported, false));
+    out
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Status::*;
+
+    #[test]
+    fn receipts_publish_only_what_moves_forward() {
+        assert_eq!(transitions(Sent, Delivered), vec![(Delivered, false)]);
+        assert_eq!(
+            transitions(Sent, Read),
+            vec![(Delivered, true), (Read, false)]
+        );
+        assert_eq!(transitions(Delivered, Read), vec![(Read, false)]);
+        assert_eq!(transitions(Sent, Failed), vec![(Failed, false)]);
+        // Duplicates and late arrivals add nothing.
+        assert!(transitions(Sent, Sent).is_empty());
+        assert!(transitions(Delivered, Delivered).is_empty());
+        assert!(transitions(Read, Delivered).is_empty());
+        assert!(transitions(Read, Sent).is_empty());
+        assert!(transitions(Failed, Read).is_empty());
+        assert!(transitions(Failed, Failed).is_empty());
+    }
+}
