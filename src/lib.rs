@@ -18,12 +18,18 @@
 //! - [`broker`] owns RabbitMQ: topology, the confirmed + mandatory publisher, dead letters,
 //!   and the [`broker::Producer`] that upstream Rust code uses to enqueue jobs.
 //! - [`dlq`] owns the operator tools over the dead-letter queue: list, replay, purge.
+//! - [`http`] owns the listener: `/healthz`, `/readyz`, `/metrics`, and `/webhooks/{channel}`,
+//!   which authenticates a receipt and makes it durable in the webhooks queue before answering.
 //! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
 //!   lease, then `sent` / `failed` for the channel's window.
 //! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
 //!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
+//! - [`receipts`] owns the gateways' webhook formats: signature checks, parsing, and rendering
+//!   (for the mock gateway), one file per gateway.
+//! - [`tracking`] owns what happens after `sent`: the Redis record that maps a provider message
+//!   id to its job, and the status order receipts are applied in.
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
 //!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.
@@ -32,6 +38,7 @@ pub mod broker;
 pub mod config;
 pub mod dedupe;
 pub mod dlq;
+pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod outcome;

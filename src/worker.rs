@@ -7,6 +7,7 @@
 //! dedupe state makes the repeat safe.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +27,16 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
 use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
+use crate::http::{self, HttpState, Live};
 use crate::job::{self, Job};
+use crate::metrics::Metrics;
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
 use crate::providers::{Gateway, SendContext};
 use crate::ratelimit::{Limits, Permit, RateLimiter};
 use crate::retry::{ErrorClass, Failure, Schedule, Sent};
+use crate::tracking::{Tracked, Tracker};
+
+mod receipts;
 
 /// A configured channel, ready to send.
 pub struct ChannelRuntime {
@@ -48,14 +54,74 @@ struct Shared {
     topology: Topology,
     dedupe: Dedupe,
     limiter: RateLimiter,
+    /// Sent messages' records, for receipts.
+    tracker: Tracker,
     channels: HashMap<String, ChannelRuntime>,
     /// Cut short retry waits and lease waits when shutdown starts.
     shutdown: CancellationToken,
+    /// This worker's series.
+    metrics: Metrics,
+    /// What the HTTP listener sees of the current broker session and of Redis.
+    live: Arc<Live>,
+}
+
+/// A worker that has bound its HTTP listener and is running.
+pub struct Running {
+    /// Where the listener is bound (useful with port 0).
+    pub http_addr: SocketAddr,
+    /// Resolves when the worker has stopped.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Bind the HTTP listener, then run the worker in the background until `shutdown` is cancelled.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding http.listen {}: {e}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let task = tokio::spawn(run_with(config, shutdown, listener));
+    Ok(Running { http_addr, task })
 }
 
 /// Run a worker until `shutdown` is cancelled; returns once in-flight jobs are finished (or
 /// the grace period ran out and the rest were handed back to the broker).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config, shutdown).await?.task.await?
+}
+
+async fn run_with(
+    config: Config,
+    shutdown: CancellationToken,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let live = Arc::new(Live::default());
+    // The listener runs from the start, so /healthz and /readyz answer while dependencies are
+    // still coming up, and stops last, so webhooks are taken until the broker session ends.
+    let http_stop = CancellationToken::new();
+    let http = {
+        let state = HttpState::new(&config, live.clone(), metrics.clone());
+        let stop = http_stop.clone();
+        tokio::spawn(http::serve(listener, state, async move {
+            stop.cancelled().await
+        }))
+    };
+    let result = serve_jobs(config, shutdown, metrics, live).await;
+    http_stop.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "http listener failed"),
+        Err(e) => warn!(error = %e, "http listener task failed"),
+    }
+    result
+}
+
+async fn serve_jobs(
+    config: Config,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+    live: Arc<Live>,
+) -> anyhow::Result<()> {
     let mut channels = HashMap::new();
     for (name, channel) in &config.channels {
         let gateway = Gateway::from_config(name, channel, config.api_key(name))?;
@@ -70,28 +136,55 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let redis = connect_redis(&config.redis.url, &shutdown).await?;
     let Some(redis) = redis else { return Ok(()) };
+    live.set_redis(true);
     let shared = Arc::new(Shared {
         topology: Topology::from_config(&config.amqp),
         dedupe: Dedupe::new(redis.clone(), &config.redis.prefix),
-        limiter: RateLimiter::new(redis, &config.redis.prefix),
+        limiter: RateLimiter::new(redis.clone(), &config.redis.prefix),
+        tracker: Tracker::new(redis, &config.redis.prefix, config.receipts.correlation_ttl),
         channels,
         shutdown: shutdown.clone(),
         config,
+        metrics,
+        live,
     });
+    let watch = tokio::spawn(watch_redis(shared.clone()));
 
     let mut backoff = reconnect_backoff();
-    loop {
+    let result = loop {
         match session(&shared).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => break Ok(()),
             Err(e) => {
+                shared.live.set_publisher(None).await;
+                shared.metrics.set_ready(false);
                 let wait = backoff.next().unwrap_or(Duration::from_secs(5));
                 warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => break Ok(()),
                     _ = tokio::time::sleep(wait) => {}
                 }
+                shared.metrics.amqp_reconnect();
             }
         }
+    };
+    shared.live.set_publisher(None).await;
+    watch.abort();
+    result
+}
+
+/// How often readiness re-checks Redis (and the queue sampler looks at the broker).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Keep `/readyz` and `mensajero_ready` true to whether Redis answers.
+async fn watch_redis(shared: Arc<Shared>) {
+    loop {
+        let up = matches!(
+            tokio::time::timeout(PROBE_EVERY, shared.dedupe.ping()).await,
+            Ok(Ok(()))
+        );
+        shared.live.set_redis(up);
+        shared.metrics.set_ready(shared.live.ready());
+        tokio::time::sleep(PROBE_EVERY).await;
     }
 }
 
@@ -125,6 +218,37 @@ async fn connect_redis(
     }
 }
 
+/// Sample queue depths and consumer counts for the metrics (alerts on backlog and on
+/// queues nobody consumes need them, and KEDA-less setups can scale on them).
+async fn sample_queues(shared: Arc<Shared>, channel: lapin::Channel) {
+    let topology = &shared.topology;
+    let queues = [
+        ("send", &topology.send_queue),
+        ("bulk", &topology.bulk_queue),
+        ("webhooks", &topology.webhooks_queue),
+        ("dead", &topology.dead_queue),
+    ];
+    loop {
+        for (label, queue) in queues {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            match channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(q) => shared
+                    .metrics
+                    .queue_sample(label, q.message_count(), q.consumer_count()),
+                // The channel is gone (session ending); the next session starts a new sampler.
+                Err(_) => return,
+            }
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
 /// One work queue with its own consumer, prefetch and in-flight budget, so a flood in one
 /// lane never takes the other's capacity.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +265,11 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let setup = connection.create_channel().await?;
     shared.topology.declare(&setup).await?;
     let publisher = Publisher::new(connection.create_channel().await?).await?;
+    shared.live.set_publisher(Some(publisher.clone())).await;
+    shared.metrics.set_ready(shared.live.ready());
+    let sampler = tokio::spawn(sample_queues(shared.clone(), setup));
     let worker = &shared.config.worker;
+    let receipts = &shared.config.receipts;
     let lanes = [
         Lane {
             key: broker::SEND_KEY,
@@ -153,15 +281,23 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
             max_in_flight: worker.bulk_max_in_flight,
             prefetch: worker.bulk_prefetch,
         },
+        Lane {
+            key: broker::RECEIPT_KEY,
+            max_in_flight: receipts.max_in_flight,
+            prefetch: receipts.prefetch,
+        },
     ];
-    // Stops both lanes when either fails (the connection is shared) or on shutdown.
+    // Stops every lane when one fails (the connection is shared) or on shutdown.
     let stop = shared.shutdown.child_token();
-    let (transactional, bulk) = tokio::join!(
+    let (transactional, bulk, receipts) = tokio::join!(
         run_lane(shared, &connection, &publisher, lanes[0], &stop),
         run_lane(shared, &connection, &publisher, lanes[1], &stop),
+        run_lane(shared, &connection, &publisher, lanes[2], &stop),
     );
+    sampler.abort();
+    shared.live.set_publisher(None).await;
     let _ = connection.close(200, "session over".into()).await;
-    transactional.and(bulk)?;
+    transactional.and(bulk).and(receipts)?;
     if !shared.shutdown.is_cancelled() {
         anyhow::bail!("the publisher channel closed");
     }
@@ -178,6 +314,7 @@ async fn run_lane(
 ) -> anyhow::Result<()> {
     let queue = match lane.key {
         broker::BULK_KEY => shared.topology.bulk_queue.as_str(),
+        broker::RECEIPT_KEY => shared.topology.webhooks_queue.as_str(),
         _ => shared.topology.send_queue.as_str(),
     };
     let consume = connection.create_channel().await?;
@@ -216,7 +353,12 @@ async fn run_lane(
                 let publisher = publisher.clone();
                 let stop = stop.clone();
                 tasks.spawn(async move {
-                    process(&shared, &publisher, delivery, lane.key).await;
+                    if lane.key == broker::RECEIPT_KEY {
+                        receipts::process(&shared, &publisher, delivery).await;
+                    } else {
+                        shared.metrics.job_consumed(lane.key);
+                        process(&shared, &publisher, delivery, lane.key).await;
+                    }
                     if !publisher.is_open() {
                         // Nothing can be confirmed on this session any more: start a new one
                         // rather than consume jobs that can only be redelivered.
@@ -290,6 +432,11 @@ enum TaskError {
 
 async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery, lane: &'static str) {
     let result = handle(shared, publisher, &delivery, lane).await;
+    settle(publisher, delivery, result).await;
+}
+
+/// Ack a delivery whose effects are confirmed, or hand it back.
+async fn settle(publisher: &Publisher, delivery: Delivery, result: Result<Disposition, TaskError>) {
     let settled = match result {
         Ok(Disposition::Ack) => delivery.acker.ack(BasicAckOptions::default()).await,
         Ok(Disposition::Requeue) | Err(TaskError::Shutdown) => {
@@ -439,7 +586,7 @@ async fn refuse(
             inferred: false,
             channels_tried: Vec::new(),
         };
-        publisher.outcome(&shared.topology, &event).await?;
+        publish_outcome(shared, publisher, &event).await?;
     }
     let letter = DeadLetter {
         reason: &failure.code,
@@ -457,6 +604,7 @@ async fn refuse(
             &letter,
         )
         .await?;
+    shared.metrics.dead_letter(letter.reason);
     Ok(Disposition::Ack)
 }
 
@@ -692,6 +840,9 @@ impl<'a> JobTask<'a> {
                     )
                 })
                 .await?;
+            if !matches!(permit, Permit::Now) {
+                self.shared.metrics.rate_limit_wait(&self.channel.name);
+            }
             match permit {
                 Permit::Now => {}
                 Permit::After(wait) => {
@@ -729,6 +880,9 @@ impl<'a> JobTask<'a> {
                 )
             })
             .await?;
+            let in_flight = self.shared.metrics.in_flight(self.lane);
+            in_flight.inc();
+            let started = std::time::Instant::now();
             let result = self
                 .channel
                 .gateway
@@ -740,6 +894,17 @@ impl<'a> JobTask<'a> {
                     },
                 )
                 .await;
+            in_flight.dec();
+            let metrics = &self.shared.metrics;
+            let result_word = result.as_ref().map_or_else(|f| f.class.as_str(), |_| "ok");
+            metrics.gateway_request(provider.as_str(), result_word, started.elapsed());
+            match &result {
+                Ok(_) => metrics.channel_health(&self.channel.name, true),
+                Err(f) if matches!(f.class, ErrorClass::Auth | ErrorClass::Channel) => {
+                    metrics.channel_health(&self.channel.name, false)
+                }
+                Err(_) => {}
+            }
             let failure = match result {
                 Ok(accepted) => {
                     info!(provider_message_id = %accepted.provider_message_id, replayed = accepted.replayed, "sent");
@@ -823,8 +988,11 @@ impl<'a> JobTask<'a> {
                 })
                 .await?;
                 self.carried.not_before = Some(next);
+                let tier = broker::tier_name(self.shared.topology.tier_for(wait));
+                self.shared.metrics.retry(&self.channel.name, &tier);
                 return self.park(wait).await.map(Turn::Settled);
             }
+            self.shared.metrics.retry(&self.channel.name, "inline");
             if !self.sleep(wait).await {
                 let ambiguous = failure.sent == Sent::Maybe;
                 let _ = self
@@ -941,6 +1109,26 @@ impl<'a> JobTask<'a> {
             self.dead_letter(error.class, &error.code, &error.message, error.attempts)
                 .await?;
         }
+        if let (Status::Sent, Some(id)) = (record.status, &record.provider_message_id) {
+            // Only after `sent` is confirmed: a receipt must never be published before it.
+            // Until this is written, a receipt for `id` waits as unknown and is retried.
+            let tracked = Tracked {
+                job_id: self.job.id.clone(),
+                idempotency_key: self.job.idempotency_key().to_string(),
+                provider: self.channel.gateway.provider().as_str().to_string(),
+                to: self.job.to.clone(),
+                status: Status::Sent,
+                attempt: record.attempt,
+                metadata: self.job.metadata.clone(),
+                channels_tried: self.carried.tried.clone(),
+            };
+            self.redis(|| {
+                self.shared
+                    .tracker
+                    .record_sent(&self.channel.name, id, &tracked)
+            })
+            .await?;
+        }
         Ok(Disposition::Ack)
     }
 
@@ -1016,14 +1204,12 @@ impl<'a> JobTask<'a> {
                 &letter,
             )
             .await?;
+        self.shared.metrics.dead_letter(reason);
         Ok(())
     }
 
     async fn publish(&self, event: Outcome) -> Result<(), TaskError> {
-        self.publisher
-            .outcome(&self.shared.topology, &event)
-            .await?;
-        Ok(())
+        publish_outcome(self.shared, self.publisher, &event).await
     }
 
     fn event(
@@ -1076,31 +1262,60 @@ impl<'a> JobTask<'a> {
         self.job.deadline(published)
     }
 
-    /// Run a Redis operation until it succeeds: Redis trouble is never the job's fault, so the
-    /// job waits (holding its delivery) instead of failing. Shutdown ends the wait.
     async fn redis<T, F, Fut>(&self, op: F) -> Result<T, TaskError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, DedupeError>>,
     {
-        let mut backoff = reconnect_backoff();
-        loop {
-            match op().await {
-                Ok(value) => return Ok(value),
-                Err(e) => {
-                    let wait = backoff
-                        .next()
-                        .unwrap_or(Duration::from_secs(2))
-                        .min(Duration::from_secs(2));
-                    error!(error = %e, retry_in = ?wait, "dedupe store unavailable");
-                    tokio::select! {
-                        _ = self.shared.shutdown.cancelled() => return Err(TaskError::Shutdown),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+        with_redis(self.shared, op).await
+    }
+}
+
+/// Run a Redis operation until it succeeds: Redis trouble is never the job's (or the
+/// receipt's) fault, so it waits, holding its delivery, instead of failing. Shutdown ends the
+/// wait.
+async fn with_redis<T, F, Fut>(shared: &Shared, op: F) -> Result<T, TaskError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DedupeError>>,
+{
+    let mut backoff = reconnect_backoff();
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                shared.metrics.redis_error();
+                shared.live.set_redis(false);
+                let wait = backoff
+                    .next()
+                    .unwrap_or(Duration::from_secs(2))
+                    .min(Duration::from_secs(2));
+                error!(error = %e, retry_in = ?wait, "redis unavailable");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return Err(TaskError::Shutdown),
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
     }
+}
+
+/// Publish an outcome (confirmed) and count it.
+async fn publish_outcome(
+    shared: &Shared,
+    publisher: &Publisher,
+    event: &Outcome,
+) -> Result<(), TaskError> {
+    publisher.outcome(&shared.topology, event).await?;
+    let metrics = &shared.metrics;
+    match event.event {
+        EventKind::Duplicate => metrics.duplicate(&event.channel),
+        EventKind::Status => metrics.outcome(event.status.as_str(), &event.channel),
+    }
+    if let (EventKind::Status, Some(error)) = (event.event, &event.error) {
+        metrics.failure(&event.channel, error.class.as_str(), &error.code);
+    }
+    Ok(())
 }
 
 /// Code of the dedupe record a channel keeps after handing a job to a failover channel.

@@ -151,6 +151,8 @@ pub struct TestApp {
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
+    /// The in-process worker's HTTP listener (`http://127.0.0.1:port`), once started.
+    pub http: Option<String>,
 }
 
 impl TestApp {
@@ -214,21 +216,30 @@ impl TestApp {
             producer,
             outcomes: tokio::sync::Mutex::new(outcomes),
             worker: None,
+            http: None,
         }
     }
 
     /// Declare everything and start a worker in this process.
     pub async fn spawn(config: Config) -> Self {
         let mut app = Self::new(config).await;
-        app.start_worker();
+        app.start_worker().await;
         app
     }
 
-    /// Start an in-process worker.
-    pub fn start_worker(&mut self) {
+    /// Start an in-process worker (its listener on a free port: see [`TestApp::http`]).
+    pub async fn start_worker(&mut self) {
         let token = CancellationToken::new();
-        let handle = tokio::spawn(mensajero::worker::run(self.config.clone(), token.clone()));
-        self.worker = Some((token, handle));
+        let running = mensajero::worker::start(self.config.clone(), token.clone())
+            .await
+            .expect("worker starts");
+        self.http = Some(format!("http://{}", running.http_addr));
+        self.worker = Some((token, running.task));
+    }
+
+    /// The worker's listener URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http.as_deref().expect("worker running"))
     }
 
     /// Stop the in-process worker gracefully and return its result.

@@ -1,0 +1,355 @@
+//! The worker's HTTP listener (SPEC §6, §9): `/healthz`, `/readyz`, `/metrics` and
+//! `/webhooks/{channel}`.
+//!
+//! A webhook is authenticated the channel's provider's way, then its raw body is published
+//! with confirms to the webhooks queue, and only then answered 200: a receipt is durable
+//! before the gateway lets go of it, whatever happens to Redis or to this process next. The
+//! listener parses nothing but Wazzup's `{"test":true}` probe; the receipt consumer reads the
+//! body later (and dead-letters what it cannot read), so the answer stays fast under load.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::json;
+use tokio::sync::RwLock;
+use tracing::{debug, warn};
+
+use crate::broker::{self, Publisher, Topology, headers as amqp_headers};
+use crate::config::{Config, ProviderKind, Secret};
+use crate::metrics::Metrics;
+use crate::receipts::{self, WebhookRequest};
+
+/// Header naming the channel a receipt came in on.
+pub const CHANNEL_HEADER: &str = amqp_headers::CHANNEL;
+
+/// How long the listener waits for the broker to confirm a receipt before answering 503:
+/// under seven.io's 5 s webhook timeout, so the gateway sees our answer, not its own timeout.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What the listener needs from the running worker: the current broker session's publisher
+/// and whether RabbitMQ and Redis answer.
+#[derive(Default)]
+pub struct Live {
+    publisher: RwLock<Option<Publisher>>,
+    amqp_up: AtomicBool,
+    redis_up: AtomicBool,
+}
+
+impl Live {
+    /// A broker session started (`Some`) or ended (`None`).
+    pub async fn set_publisher(&self, publisher: Option<Publisher>) {
+        self.amqp_up.store(publisher.is_some(), Ordering::SeqCst);
+        *self.publisher.write().await = publisher;
+    }
+
+    /// Redis answered (or stopped answering).
+    pub fn set_redis(&self, up: bool) {
+        self.redis_up.store(up, Ordering::SeqCst);
+    }
+
+    /// Connected to both RabbitMQ and Redis.
+    pub fn ready(&self) -> bool {
+        self.amqp_up.load(Ordering::SeqCst) && self.redis_up.load(Ordering::SeqCst)
+    }
+
+    async fn publisher(&self) -> Option<Publisher> {
+        self.publisher
+            .read()
+            .await
+            .clone()
+            .filter(Publisher::is_open)
+    }
+}
+
+/// A channel as the listener sees it.
+struct WebhookChannel {
+    provider: ProviderKind,
+    secret: Option<Secret>,
+    verify_token: Option<Secret>,
+}
+
+struct Inner {
+    channels: HashMap<String, WebhookChannel>,
+    topology: Topology,
+    live: Arc<Live>,
+    metrics: Metrics,
+    public_url: Option<String>,
+    max_body: usize,
+    request_timeout: Duration,
+}
+
+/// The listener's shared state.
+#[derive(Clone)]
+pub struct HttpState(Arc<Inner>);
+
+impl HttpState {
+    /// State for `config`'s channels, publishing through whatever session `live` holds.
+    pub fn new(config: &Config, live: Arc<Live>, metrics: Metrics) -> Self {
+        let channels = config
+            .channels
+            .iter()
+            .map(|(name, channel)| {
+                let state = WebhookChannel {
+                    provider: channel.provider,
+                    secret: config.webhook_secret(name),
+                    verify_token: config.verify_token(name),
+                };
+                (name.clone(), state)
+            })
+            .collect();
+        Self(Arc::new(Inner {
+            channels,
+            topology: Topology::from_config(&config.amqp),
+            live,
+            metrics,
+            public_url: config
+                .http
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            max_body: config.http.max_body,
+            request_timeout: config.http.request_timeout,
+        }))
+    }
+}
+
+/// The listener's routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/webhooks/{channel}", get(handshake).post(webhook))
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let live = &state.0.live;
+    let amqp = live.amqp_up.load(Ordering::SeqCst);
+    let redis = live.redis_up.load(Ordering::SeqCst);
+    let status = if amqp && redis {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({"amqp": amqp, "redis": redis}))).into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Meta's verification handshake: the challenge back when the verify token matches.
+async fn handshake(
+    State(state): State<HttpState>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(ch) = state.0.channels.get(&channel) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (ProviderKind::Meta, Some(token)) = (ch.provider, ch.verify_token.as_ref()) else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    match receipts::meta::handshake(query.as_deref().unwrap_or(""), token) {
+        Ok(challenge) => challenge.into_response(),
+        Err(e) => {
+            warn!(channel, error = %e, "webhook verification handshake refused");
+            StatusCode::FORBIDDEN.into_response()
+        }
+    }
+}
+
+async fn webhook(
+    State(state): State<HttpState>,
+    Path(channel): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let inner = &state.0;
+    let Some(ch) = inner.channels.get(&channel) else {
+        inner.metrics.receipt("unknown", "unknown_channel");
+        return (StatusCode::NOT_FOUND, "unknown channel\n").into_response();
+    };
+    let provider = ch.provider.as_str();
+    let body = match read_body(body, &headers, inner.max_body, inner.request_timeout).await {
+        Ok(body) => body,
+        Err(status) => {
+            inner.metrics.receipt(provider, status.1);
+            return status.0.into_response();
+        }
+    };
+    // Wazzup probes a new webhook URL with exactly this body, possibly before a crmKey is
+    // set; it publishes nothing, so answering it unauthenticated gives nothing away.
+    if ch.provider == ProviderKind::Wazzup
+        && matches!(receipts::wazzup::parse(&body), Ok(receipts::Parsed::Probe))
+    {
+        inner.metrics.receipt(provider, "probe");
+        return StatusCode::OK.into_response();
+    }
+    let Some(secret) = &ch.secret else {
+        warn!(
+            channel,
+            "webhook refused: the channel has no webhook_secret_env"
+        );
+        inner.metrics.receipt(provider, "unauthorized");
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let url = full_url(inner.public_url.as_deref(), &headers, &uri);
+    let request = WebhookRequest {
+        method: method.as_str(),
+        url: &url,
+        headers: &headers,
+        query: uri.query(),
+        body: &body,
+    };
+    if let Err(e) = receipts::verify(ch.provider, secret, &request, Utc::now()) {
+        warn!(channel, error = %e, "webhook refused");
+        inner.metrics.receipt(provider, "unauthorized");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(publisher) = inner.live.publisher().await else {
+        inner.metrics.receipt(provider, "unavailable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n").into_response();
+    };
+    let mut table = FieldTable::default();
+    table.insert(
+        CHANNEL_HEADER.into(),
+        AMQPValue::LongString(channel.as_str().into()),
+    );
+    // The receipt's age (for the unknown-id retry window and the lag metric) counts from here.
+    table.insert(
+        amqp_headers::FIRST_SEEN.into(),
+        AMQPValue::LongLongInt(Utc::now().timestamp_millis()),
+    );
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_headers(table);
+    let publish = publisher.publish(
+        &inner.topology.jobs_exchange,
+        broker::RECEIPT_KEY,
+        &body,
+        properties,
+    );
+    match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
+        Ok(Ok(())) => {
+            debug!(channel, bytes = body.len(), "receipt accepted");
+            inner.metrics.receipt(provider, "accepted");
+            StatusCode::OK.into_response()
+        }
+        Ok(Err(e)) => {
+            warn!(channel, error = %e, "receipt not accepted: the broker did not take it");
+            inner.metrics.receipt(provider, "unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n").into_response()
+        }
+        Err(_) => {
+            warn!(channel, "receipt not accepted: no broker confirm in time");
+            inner.metrics.receipt(provider, "unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n").into_response()
+        }
+    }
+}
+
+/// Read a body of at most `limit` bytes within `timeout`; the error is the answer and the
+/// metric's result word.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, (StatusCode, &'static str)> {
+    const TOO_LARGE: (StatusCode, &str) = (StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(TOO_LARGE);
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(TOO_LARGE)
+            } else {
+                Err((StatusCode::BAD_REQUEST, "bad_request"))
+            }
+        }
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "timeout")),
+    }
+}
+
+/// The URL the gateway called: the configured public base URL, else rebuilt from `Host` and
+/// `X-Forwarded-Proto` (a TLS-terminating proxy sets it).
+fn full_url(public_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(base) = public_url {
+        return format!("{base}{path}");
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = text("x-forwarded-proto").unwrap_or("http");
+    let host = text("host").unwrap_or("localhost");
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_url_prefers_the_configured_public_url() {
+        let uri: Uri = "/webhooks/seven-de?x=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "10.0.0.5:8080".parse().unwrap());
+        assert_eq!(
+            full_url(None, &headers, &uri),
+            "http://10.0.0.5:8080/webhooks/seven-de?x=1"
+        );
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(
+            full_url(None, &headers, &uri),
+            "https://10.0.0.5:8080/webhooks/seven-de?x=1"
+        );
+        assert_eq!(
+            full_url(Some("https://hooks.example.com"), &headers, &uri),
+            "https://hooks.example.com/webhooks/seven-de?x=1"
+        );
+    }
+}
