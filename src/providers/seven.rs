@@ -655,3 +655,664 @@ fn refine(class: ErrorClass, code: Option<&str>, message: &str) -> ErrorClass {
         class
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::Sent;
+    use bytes::Bytes;
+    use reqwest::header::HeaderMap;
+    use std::time::Duration;
+
+    /// The document's sender and recipient.
+    const FROM: &str = "4915112345678";
+    const TO: &str = "+4917612345678";
+
+    fn adapter() -> Seven {
+        Seven::new(FROM.into(), Secret::new("seven-key"))
+    }
+
+    fn reply(status: u16, body: Value, retry_after: Option<&str>) -> HttpReply {
+        let mut headers = HeaderMap::new();
+        if let Some(after) = retry_after {
+            headers.insert(reqwest::header::RETRY_AFTER, after.parse().unwrap());
+        }
+        HttpReply {
+            status,
+            headers,
+            body: Bytes::from(serde_json::to_vec(&body).unwrap()),
+        }
+    }
+
+    fn raw_reply(status: u16, body: &'static [u8]) -> HttpReply {
+        HttpReply {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body),
+        }
+    }
+
+    /// The document's success answer, trimmed to what matters.
+    fn success_body(id: Value) -> Value {
+        json!({"success": "100", "total_price": 0.0735, "balance": 123.45, "debug": "false",
+               "sms_type": "WA", "messages": [{"id": id, "sender": FROM, "recipient": "4917612345678",
+               "success": true, "error": null, "error_text": null}]})
+    }
+
+    /// The document's "Respuesta de error" shape.
+    fn error_body(code: &str) -> Value {
+        let code: Value = code
+            .parse::<u64>()
+            .map_or_else(|_| json!(code), |n| json!(n));
+        json!({"success": false, "error_code": code, "error_message": "mensaje"})
+    }
+
+    fn job(message: Value) -> Job {
+        crate::job::parse(
+            &serde_json::to_vec(&json!({
+                "id": "job-1", "channel": "seven-de", "to": TO, "message": message
+            }))
+            .unwrap(),
+        )
+        .expect("valid job")
+    }
+
+    fn request(message: Value) -> Result<HttpCall, Failure> {
+        adapter().request(
+            &job(message),
+            SendContext {
+                idempotency_key: "key-1",
+                attempt: 1,
+            },
+        )
+    }
+
+    /// The body without the fields every send carries, checked once in `request_envelope`.
+    fn content_of(message: Value) -> Value {
+        let mut body = request(message).expect("expressible").body;
+        let object = body.as_object_mut().unwrap();
+        for field in ["from", "to", "foreign_id"] {
+            object.remove(field);
+        }
+        body
+    }
+
+    /// One row of [`ERROR_TABLE`], checked against an expectation written independently of it:
+    /// in the document's error body under HTTP 400 and under HTTP 200, and as `success`.
+    fn check_row(code: &str, expected: Meaning) {
+        assert!(lookup(code).is_some(), "{code} is not in ERROR_TABLE");
+        match expected {
+            Meaning::Accepted => {
+                let accepted = adapter()
+                    .response(&reply(200, success_body(json!(77)), None))
+                    .expect(code);
+                assert_eq!(accepted.provider_message_id, "77");
+                assert!(!accepted.replayed);
+            }
+            Meaning::Failed(class) | Meaning::MaybeSent(class) => {
+                let sent = if matches!(expected, Meaning::MaybeSent(_)) {
+                    Sent::Maybe
+                } else {
+                    Sent::No
+                };
+                let as_success = json!({"success": code, "messages": []});
+                for (status, body) in [
+                    (400, error_body(code)),
+                    (200, error_body(code)),
+                    (200, as_success),
+                ] {
+                    let f = adapter()
+                        .response(&reply(status, body.clone(), Some("7")))
+                        .expect_err(code);
+                    assert_eq!(f.class, class, "{code} {status} {body}");
+                    assert_eq!(f.code, code);
+                    assert_eq!(f.provider_code.as_deref(), Some(code));
+                    assert_eq!(f.retry_after, Some(Duration::from_secs(7)), "{code}");
+                    assert_eq!(f.sent, sent, "{code} {status} {body}");
+                }
+            }
+        }
+    }
+
+    /// One `#[test]` per table row, plus the list of codes they cover.
+    macro_rules! row_tests {
+        ($($name:ident: $code:literal => $expected:expr;)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    check_row($code, $expected);
+                }
+            )*
+            const TESTED_CODES: &[&str] = &[$($code),*];
+        };
+    }
+
+    use ErrorClass::{Auth, Invalid, WindowExpired};
+    use Meaning::{Accepted as Ok100, Failed};
+
+    row_tests! {
+        row_100_accepted: "100" => Ok100;
+        row_7002001_no_conversation: "7002001" => Failed(WindowExpired);
+        row_400_invalid_request: "400" => Failed(Invalid);
+        row_404_message_not_found: "404" => Failed(Invalid);
+        row_900_authentication_failed: "900" => Failed(Auth);
+        row_902_no_waba_scope: "902" => Failed(Auth);
+    }
+
+    #[test]
+    fn every_row_is_tested() {
+        let mut table: Vec<&str> = ERROR_TABLE.iter().map(|(c, _)| *c).collect();
+        let mut tested = TESTED_CODES.to_vec();
+        table.sort_unstable();
+        tested.sort_unstable();
+        assert_eq!(table, tested);
+    }
+
+    #[test]
+    fn documented_http_statuses_without_a_body_code() {
+        // The document's DELETE 404 body: `code`, not `error_code`.
+        let f = adapter()
+            .response(&reply(
+                404,
+                json!({"code": 404, "message": "Page not found", "errors": []}),
+                None,
+            ))
+            .unwrap_err();
+        assert_eq!((f.class, f.code.as_str()), (ErrorClass::Invalid, "404"));
+        assert_eq!(f.message, "Page not found");
+        // A bare status with a body that is not JSON: the status is the code.
+        for (status, class) in [(400, ErrorClass::Invalid), (404, ErrorClass::Invalid)] {
+            let f = adapter().response(&raw_reply(status, b"nope")).unwrap_err();
+            assert_eq!(f.class, class, "{status}");
+            assert_eq!(
+                f.provider_code.as_deref(),
+                Some(status.to_string().as_str())
+            );
+            assert_eq!(f.sent, Sent::No);
+        }
+    }
+
+    #[test]
+    fn an_invalid_sender_is_the_channels_fault() {
+        // The document's own 400 example.
+        let body = json!({"success": false, "error_code": 400,
+                          "error_message": "Invalid WhatsApp sender number"});
+        let f = adapter().response(&reply(400, body, None)).unwrap_err();
+        assert_eq!(f.class, ErrorClass::Channel);
+        assert_eq!(f.provider_code.as_deref(), Some("400"));
+        assert_eq!(f.message, "Invalid WhatsApp sender number");
+        // Any other 400 stays the job's fault.
+        let body = json!({"error_code": 400, "error_message": "Invalid recipient number"});
+        let f = adapter().response(&reply(400, body, None)).unwrap_err();
+        assert_eq!(f.class, ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn bare_numeric_bodies_are_codes() {
+        let f = adapter().response(&raw_reply(200, b"900")).unwrap_err();
+        assert_eq!((f.class, f.code.as_str()), (ErrorClass::Auth, "900"));
+        let f = adapter().response(&raw_reply(200, b"7002001")).unwrap_err();
+        assert_eq!(f.class, ErrorClass::WindowExpired);
+    }
+
+    #[test]
+    fn success_needs_100_and_an_id() {
+        assert_eq!(
+            adapter().response(&reply(200, success_body(json!("12345678")), None)),
+            Ok(Accepted {
+                provider_message_id: "12345678".into(),
+                replayed: false
+            })
+        );
+        // `success: 100` as a number is the same code.
+        let mut body = success_body(json!(1));
+        body["success"] = json!(100);
+        assert!(adapter().response(&reply(200, body, None)).is_ok());
+        // "100" without an id, or a body without success: maybe sent.
+        for body in [
+            json!({"success": "100", "messages": []}),
+            json!({"messages": [{"id": "1"}]}),
+            json!({}),
+        ] {
+            let f = adapter()
+                .response(&reply(200, body.clone(), None))
+                .unwrap_err();
+            assert_eq!(
+                (f.class, f.code.as_str(), f.sent),
+                (ErrorClass::Transient, "bad_response", Sent::Maybe),
+                "{body}"
+            );
+        }
+        let f = adapter().response(&raw_reply(200, b"")).unwrap_err();
+        assert_eq!(f.sent, Sent::Maybe);
+    }
+
+    #[test]
+    fn a_200_whose_message_failed_is_a_failure() {
+        let mut body = success_body(json!("1"));
+        body["messages"][0]["success"] = json!(false);
+        body["messages"][0]["error"] = json!("7002001");
+        body["messages"][0]["error_text"] = json!("Sin conversación activa");
+        let f = adapter().response(&reply(200, body, None)).unwrap_err();
+        assert_eq!(f.class, ErrorClass::WindowExpired);
+        assert_eq!(f.message, "Sin conversación activa");
+        // success: false without a code: unknown, so transient and possibly sent.
+        let f = adapter()
+            .response(&reply(200, json!({"success": false}), None))
+            .unwrap_err();
+        assert_eq!((f.class, f.sent), (ErrorClass::Transient, Sent::Maybe));
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_the_status() {
+        let f = adapter()
+            .response(&reply(422, error_body("12345"), None))
+            .unwrap_err();
+        assert_eq!(f.class, ErrorClass::Invalid);
+        assert_eq!(f.provider_code.as_deref(), Some("12345"));
+        assert_eq!(f.sent, Sent::No);
+
+        let f = adapter()
+            .response(&reply(503, error_body("12345"), Some("3")))
+            .unwrap_err();
+        assert_eq!(f.class, ErrorClass::Transient);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(f.sent, Sent::Maybe);
+
+        let f = adapter()
+            .response(&raw_reply(502, b"<html>bad gateway</html>"))
+            .unwrap_err();
+        assert_eq!(
+            (f.class, f.code.as_str()),
+            (ErrorClass::Transient, "http_502")
+        );
+        assert_eq!(f.provider_code, None);
+        assert_eq!(f.message, "HTTP 502");
+
+        for (status, class) in [
+            (401, ErrorClass::Auth),
+            (403, ErrorClass::Auth),
+            (429, ErrorClass::RateLimited),
+        ] {
+            let f = adapter()
+                .response(&reply(status, json!({}), Some("2")))
+                .unwrap_err();
+            assert_eq!(f.class, class, "{status}");
+            assert_eq!(f.retry_after, Some(Duration::from_secs(2)));
+        }
+    }
+
+    #[test]
+    fn the_events_answer_is_accepted_under_a_fresh_id() {
+        let first = adapter()
+            .response(&reply(200, json!({"success": true}), None))
+            .unwrap();
+        let second = adapter()
+            .response(&reply(200, json!({"success": true}), None))
+            .unwrap();
+        assert!(first.provider_message_id.starts_with(EVENT_ID_PREFIX));
+        assert_ne!(first.provider_message_id, second.provider_message_id);
+        // The events error answer.
+        let f = adapter()
+            .response(&reply(200, error_body("404"), None))
+            .unwrap_err();
+        assert_eq!(f.class, ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn request_envelope() {
+        let call = request(json!({"type": "text", "text": {"body": "Hola", "preview_url": true}}))
+            .unwrap();
+        assert_eq!(call.method, Method::POST);
+        assert_eq!(call.path, "/api/waba/messages");
+        let (name, value) = &call.headers[0];
+        assert_eq!(name.as_str(), "x-api-key");
+        assert_eq!(value, "seven-key");
+        assert!(value.is_sensitive());
+        assert_eq!(
+            call.body,
+            json!({"from": FROM, "to": "4917612345678", "foreign_id": "key-1", "text": "Hola"})
+        );
+        // A `+` in the configured sender is dropped; anything else is the channel's problem.
+        let plus = Seven::new(format!("+{FROM}"), Secret::new("k"));
+        let ctx = SendContext {
+            idempotency_key: "k",
+            attempt: 1,
+        };
+        let text = job(json!({"type": "text", "text": {"body": "Hola"}}));
+        assert_eq!(plus.request(&text, ctx).unwrap().body["from"], FROM);
+        let bad = Seven::new("e0629e11-0f67".into(), Secret::new("k"));
+        let f = bad.request(&text, ctx).unwrap_err();
+        assert_eq!(
+            (f.class, f.code.as_str()),
+            (ErrorClass::Channel, "bad_sender")
+        );
+        let f = Seven::new(FROM.into(), Secret::new("bad\nkey"))
+            .request(&text, ctx)
+            .unwrap_err();
+        assert_eq!(f.class, ErrorClass::Auth);
+        assert!(!f.message.contains("bad\nkey"));
+    }
+
+    #[test]
+    fn media_shapes() {
+        assert_eq!(
+            content_of(
+                json!({"type": "image", "image": {"link": "https://e.com/p.jpg", "caption": "Mire"}})
+            ),
+            json!({"type": "image", "url": "https://e.com/p.jpg", "caption": "Mire"})
+        );
+        assert_eq!(
+            content_of(json!({"type": "video", "video": {"link": "https://e.com/v.mp4"}})),
+            json!({"type": "video", "url": "https://e.com/v.mp4"})
+        );
+        assert_eq!(
+            content_of(json!({"type": "audio", "audio": {"link": "https://e.com/a.mp3"}})),
+            json!({"type": "audio", "url": "https://e.com/a.mp3"})
+        );
+        assert_eq!(
+            content_of(json!({"type": "sticker", "sticker": {"link": "https://e.com/s.webp"}})),
+            json!({"type": "sticker", "url": "https://e.com/s.webp"})
+        );
+        assert_eq!(
+            content_of(
+                json!({"type": "document", "document": {"link": "https://e.com/f.pdf",
+                "filename": "factura.pdf", "caption": "Su factura"}})
+            ),
+            json!({"type": "document", "url": "https://e.com/f.pdf", "filename": "factura.pdf",
+                   "caption": "Su factura"})
+        );
+        // Without a filename, the link's own file name (the document requires one).
+        assert_eq!(
+            content_of(
+                json!({"type": "document", "document": {"link": "https://e.com/d/f.pdf?t=1#x"}})
+            ),
+            json!({"type": "document", "url": "https://e.com/d/f.pdf?t=1#x", "filename": "f.pdf"})
+        );
+        assert_eq!(
+            content_of(json!({"type": "document", "document": {"link": "https://e.com/"}})),
+            json!({"type": "document", "url": "https://e.com/"})
+        );
+    }
+
+    #[test]
+    fn template_shapes() {
+        assert_eq!(
+            content_of(
+                json!({"type": "template", "template": {"name": "hello_world",
+                "language": {"code": "de", "policy": "deterministic"}}})
+            ),
+            json!({"type": "template", "template": "hello_world", "language": "de"})
+        );
+        let body = content_of(
+            json!({"type": "template", "template": {"name": "appointment_reminder",
+            "language": {"code": "es"}, "components": [
+                {"type": "button", "sub_type": "url", "index": "1", "parameters": [{"type": "text", "text": "b"}]},
+                {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://e.com/h.jpg"}}]},
+                {"type": "body", "parameters": [{"type": "text", "text": "Max"},
+                    {"type": "date_time", "date_time": {"fallback_value": "15/02/2026"}},
+                    {"type": "currency", "currency": {"fallback_value": "€10", "code": "EUR", "amount_1000": 10000}}]},
+                {"type": "button", "sub_type": "quick_reply", "index": 0},
+                {"type": "button", "sub_type": "url", "index": 0, "parameters": [{"type": "text", "text": "a"}]}
+            ]}}),
+        );
+        assert_eq!(
+            body["components"],
+            json!({"header": ["https://e.com/h.jpg"], "body": ["Max", "15/02/2026", "€10"],
+                   "buttons": [
+                       {"type": "button", "sub_type": "url", "parameters": [{"type": "text", "text": "a"}]},
+                       {"type": "button", "sub_type": "url", "parameters": [{"type": "text", "text": "b"}]}]})
+        );
+        // A text header.
+        let body = content_of(
+            json!({"type": "template", "template": {"name": "t", "language": {"code": "es"},
+            "components": [{"type": "header", "parameters": [{"type": "text", "text": "Cita"}]}]}}),
+        );
+        assert_eq!(body["components"], json!({"header": ["Cita"]}));
+        // A twice-given button index is the job's error.
+        let f = request(json!({"type": "template", "template": {"name": "t", "language": {"code": "es"},
+            "components": [
+                {"type": "button", "sub_type": "url", "index": 0, "parameters": [{"type": "text", "text": "a"}]},
+                {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "b"}]}]}}))
+        .unwrap_err();
+        assert_eq!(f.code, "invalid_field");
+    }
+
+    #[test]
+    fn interactive_location_and_contacts_shapes() {
+        let reply =
+            |id: &str, title: &str| json!({"type": "reply", "reply": {"id": id, "title": title}});
+        assert_eq!(
+            content_of(
+                json!({"type": "interactive", "interactive": {"type": "button",
+                "header": {"type": "text", "text": "Soporte"}, "body": {"text": "¿Cómo?"},
+                "footer": {"text": "Toque"}, "action": {"buttons": [reply("a", "A"), reply("b", "B")]}}})
+            ),
+            json!({"type": "interactive", "interactive_type": "button", "header": "Soporte",
+                   "body": "¿Cómo?", "footer": "Toque",
+                   "buttons": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}]})
+        );
+        assert_eq!(
+            content_of(
+                json!({"type": "interactive", "interactive": {"type": "list",
+                "body": {"text": "Elija"}, "action": {"button": "Ver", "sections": [
+                    {"rows": [{"id": "r1", "title": "Uno", "description": "d"}, {"id": "r2", "title": "Dos"}]}]}}})
+            ),
+            json!({"type": "interactive", "interactive_type": "list", "body": "Elija",
+                   "button_text": "Ver", "sections": [{"rows": [
+                       {"id": "r1", "title": "Uno", "description": "d"}, {"id": "r2", "title": "Dos"}]}]})
+        );
+        assert_eq!(
+            content_of(
+                json!({"type": "location", "location": {"latitude": -34.6, "longitude": -58.38}})
+            ),
+            json!({"type": "location", "latitude": -34.6, "longitude": -58.38})
+        );
+        assert_eq!(
+            content_of(json!({"type": "contacts", "contacts": [
+                {"name": {"formatted_name": "Soporte"}, "phones": [{"phone": "+34 1", "type": "WORK"}]},
+                {"name": {"formatted_name": "Juan García", "first_name": "Juan", "last_name": "García"},
+                 "phones": [{"phone": "+342"}]}]})),
+            json!({"type": "contacts", "contacts": [
+                {"name": {"first_name": "Soporte"}, "phones": [{"phone": "+34 1", "type": "work"}]},
+                {"name": {"first_name": "Juan", "last_name": "García"}, "phones": [{"phone": "+342"}]}]})
+        );
+    }
+
+    #[test]
+    fn reactions_go_to_the_events_endpoint() {
+        let call = request(
+            json!({"type": "reaction", "reaction": {"message_id": "123456789", "emoji": "👍"}}),
+        )
+        .unwrap();
+        assert_eq!(call.path, "/api/waba/events");
+        assert_eq!(call.headers[0].0.as_str(), "x-api-key");
+        assert_eq!(
+            call.body,
+            json!({"event": "reaction", "msg_id": "123456789", "emoji": "👍"})
+        );
+    }
+
+    #[test]
+    fn unsupported_types_and_fields_name_seven() {
+        let template = |components: Value| {
+            json!({"type": "template", "template": {"name": "t", "language": {"code": "es"},
+                "components": components}})
+        };
+        let two = json!([{"type": "reply", "reply": {"id": "a", "title": "A"}},
+                         {"type": "reply", "reply": {"id": "b", "title": "B"}}]);
+        let cases = [
+            (
+                "replies",
+                json!({"type": "text", "text": {"body": "Hola"}, "context": {"message_id": "1"}}),
+            ),
+            (
+                "media id",
+                json!({"type": "image", "image": {"id": "1013859600285441"}}),
+            ),
+            (
+                "media id",
+                json!({"type": "document", "document": {"id": "1"}}),
+            ),
+            (
+                "single reply button",
+                json!({"type": "interactive", "interactive": {"type": "button",
+                "body": {"text": "?"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "A"}}]}}}),
+            ),
+            (
+                "image headers",
+                json!({"type": "interactive", "interactive": {"type": "button",
+                "header": {"type": "image", "image": {"link": "https://e.com/a.jpg"}},
+                "body": {"text": "?"}, "action": {"buttons": two}}}),
+            ),
+            (
+                "named",
+                template(
+                    json!([{"type": "body", "parameters": [{"type": "text", "text": "x", "parameter_name": "n"}]}]),
+                ),
+            ),
+            (
+                "video template header",
+                template(
+                    json!([{"type": "header", "parameters": [{"type": "video", "video": {"link": "https://e.com/v.mp4"}}]}]),
+                ),
+            ),
+            (
+                "document template header",
+                template(
+                    json!([{"type": "header", "parameters": [{"type": "document", "document": {"link": "https://e.com/d.pdf"}}]}]),
+                ),
+            ),
+            (
+                "header images by media id",
+                template(
+                    json!([{"type": "header", "parameters": [{"type": "image", "image": {"id": "5"}}]}]),
+                ),
+            ),
+            (
+                "payload template button",
+                template(
+                    json!([{"type": "button", "sub_type": "quick_reply", "index": 0, "parameters": [{"type": "payload", "payload": "p"}]}]),
+                ),
+            ),
+            (
+                "coupon_code template button",
+                template(
+                    json!([{"type": "button", "sub_type": "copy_code", "index": 0, "parameters": [{"type": "coupon_code", "coupon_code": "C"}]}]),
+                ),
+            ),
+            (
+                "skip a button",
+                template(
+                    json!([{"type": "button", "sub_type": "url", "index": 1, "parameters": [{"type": "text", "text": "x"}]}]),
+                ),
+            ),
+            (
+                "emails",
+                json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"},
+                "phones": [{"phone": "+1"}], "emails": [{"email": "a@e.com"}]}]}),
+            ),
+            (
+                "org",
+                json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"},
+                "phones": [{"phone": "+1"}], "org": {"company": "E"}}]}),
+            ),
+            (
+                "name.prefix",
+                json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A", "prefix": "Dr."},
+                "phones": [{"phone": "+1"}]}]}),
+            ),
+            (
+                "without phones",
+                json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]}),
+            ),
+            (
+                "wa_id",
+                json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"},
+                "phones": [{"phone": "+1", "wa_id": "1"}]}]}),
+            ),
+        ];
+        for (what, message) in cases {
+            let f = request(message.clone()).expect_err(what);
+            assert_eq!(f.class, ErrorClass::Invalid, "{what}");
+            assert_eq!(f.code, "unsupported_message_type", "{what}");
+            assert!(f.message.starts_with("seven cannot send"), "{}", f.message);
+            assert!(f.message.contains(what), "{what}: {}", f.message);
+        }
+    }
+
+    #[test]
+    fn provider_options_add_but_never_replace() {
+        let mut job = job(json!({"type": "text", "text": {"body": "Hola"}}));
+        job.provider_options = Some(
+            json!({"label": "pedidos", "ttl": 60, "performance_tracking": true})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let ctx = SendContext {
+            idempotency_key: "k",
+            attempt: 1,
+        };
+        let call = adapter().request(&job, ctx).unwrap();
+        assert_eq!(call.body["label"], "pedidos");
+        assert_eq!(call.body["ttl"], 60);
+        assert_eq!(call.body["performance_tracking"], true);
+        for field in ["from", "to", "foreign_id", "text"] {
+            let mut options = Map::new();
+            options.insert(field.into(), json!("x"));
+            job.provider_options = Some(options);
+            let f = adapter().request(&job, ctx).unwrap_err();
+            assert_eq!(f.code, "invalid_field", "{field}");
+        }
+    }
+
+    #[test]
+    fn foreign_id_is_the_key_when_it_fits_else_a_prefixed_digest() {
+        let fits = |id: &str| {
+            id.len() <= MAX_FOREIGN_ID
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        };
+        assert_eq!(
+            foreign_id("pedido-1847.confirmacion_2@x"),
+            "pedido-1847.confirmacion_2@x"
+        );
+        let longest = "k".repeat(MAX_FOREIGN_ID);
+        assert_eq!(foreign_id(&longest), longest);
+
+        let too_long = "k".repeat(MAX_FOREIGN_ID + 1);
+        let spaced = "pedido 1847";
+        let unicode = "pedido-ñ";
+        for key in [too_long.as_str(), spaced, unicode] {
+            let id = foreign_id(key);
+            assert!(id.starts_with(HASHED_PREFIX), "{key} → {id}");
+            assert_eq!(id.len(), MAX_FOREIGN_ID);
+            assert!(fits(&id), "{id}");
+            assert_eq!(id, foreign_id(key), "stable across calls");
+        }
+        // A fitting key that looks like a hashed id is hashed too, so it cannot collide with the
+        // id of the key it imitates.
+        let hashed = foreign_id(spaced);
+        assert_ne!(foreign_id(&hashed), hashed);
+        assert!(foreign_id(&hashed).starts_with(HASHED_PREFIX));
+        assert_ne!(foreign_id("sha256."), "sha256.");
+        // Edge cases that must stay distinct.
+        let keys = [
+            "a".to_string(),
+            "A".to_string(),
+            "a ".to_string(),
+            "a.".to_string(),
+            longest.clone(),
+            too_long.clone(),
+            format!("{too_long}k"),
+            hashed.clone(),
+            "pedido 1847".to_string(),
+            "pedido_1847".to_string(),
+            "pedido-1847".to_string(),
+        ];
+        let ids: std::collections::HashSet<String> = keys.iter().map(|k| foreign_id(k)).collect();
+        assert_eq!(ids.len(), keys.len());
+    }
+}
