@@ -611,3 +611,41 @@ async fn mock_gateway_injected_errors_classify() {
         stop.cancel();
     }
 }
+
+/// The simulator's `DELETE /api/waba/messages/{id}`: its messages are never scheduled, so a
+/// known id answers the document's "already sent", an unknown one its 404 body.
+#[tokio::test]
+async fn mock_gateway_delete_answers_as_documented() {
+    let (url, _core, stop) = start_mock(MockOptions {
+        latency: Duration::ZERO,
+        error_rate: 0.0,
+        error_status: 503,
+    })
+    .await;
+    let sent = gateway(&url, FROM, KEY, Duration::from_secs(5))
+        .send(
+            &job(json!({"type": "text", "text": {"body": "Hola"}})),
+            ctx("del"),
+        )
+        .await
+        .expect("sent");
+    let client = reqwest::Client::new();
+    let delete = |id: String| {
+        client
+            .delete(format!("{url}/api/waba/messages/{id}"))
+            .header("x-api-key", KEY)
+            .send()
+    };
+    let answer = delete(sent.provider_message_id).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error_code"], 400);
+    let answer = delete("12345678".into()).await.unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"code": 404, "message": "Page not found", "errors": []})
+    );
+    stop.cancel();
+}
