@@ -8,6 +8,7 @@
 
 pub mod meta;
 pub mod mock;
+pub mod seven;
 pub mod waspy;
 pub mod wazzup;
 
@@ -217,6 +218,10 @@ impl Gateway {
                 sender,
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
                 channel,
+            )),
+            ProviderKind::Seven => Box::new(seven::Seven::new(
+                sender,
+                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
             )),
             other => anyhow::bail!(
                 "channel {name}: provider {} is not available in this build",

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod meta;
+mod seven;
 mod waspy;
 mod wazzup;
 
@@ -200,6 +201,7 @@ pub fn router(core: MockCore) -> Router {
         .merge(waspy::routes())
         .merge(meta::routes())
         .merge(wazzup::routes())
+        .merge(seven::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
