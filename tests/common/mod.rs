@@ -551,3 +551,82 @@ impl Drop for TempConfig {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A TCP proxy in front of a service, to cut a worker off from it without stopping the
+/// shared service: `cut()` drops every open connection and refuses new ones until `restore()`.
+pub struct Proxy {
+    /// `host:port` to point clients at.
+    pub addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// Proxy `127.0.0.1:<free port>` to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let stop = CancellationToken::new();
+        let upstream = upstream.to_string();
+        let (open2, gen2, stop2) = (open.clone(), generation.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((mut client, _)) = accepted else { continue };
+                if !open2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            open,
+            generation,
+            stop,
+        }
+    }
+
+    /// Drop every connection and refuse new ones.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accept connections again.
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// `host:port` of a service URL (`redis://127.0.0.1:6379` → `127.0.0.1:6379`).
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
