@@ -24,6 +24,8 @@
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
 //!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
+//! - [`receipts`] owns the status webhooks coming back from gateways: per gateway, the
+//!   signature check and the parser of its receipt format (and the renderer the mock uses).
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
 //!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.
@@ -37,5 +39,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod providers;
 pub mod ratelimit;
+pub mod receipts;
 pub mod retry;
 pub mod worker;
