@@ -9,6 +9,7 @@
 //! One file per gateway: `meta`, `waspy` (also the in-process `mock` provider's format),
 //! `whaapy`, `wazzup`, `seven`.
 
+mod fields;
 pub mod meta;
 pub mod seven;
 pub mod waspy;
@@ -119,6 +120,24 @@ pub fn parse(provider: ProviderKind, body: &[u8]) -> Result<Parsed, ParseError> 
     }
 }
 
+/// Like [`parse`], with the request's headers for gateways that may name the event only there
+/// (Whaapy's `X-Webhook-Event`); the same as [`parse`] for the others.
+pub fn parse_request(
+    provider: ProviderKind,
+    request: &WebhookRequest<'_>,
+) -> Result<Parsed, ParseError> {
+    match provider {
+        ProviderKind::Whaapy => {
+            let event = request
+                .headers
+                .get(whaapy::EVENT_HEADER)
+                .and_then(|value| value.to_str().ok());
+            whaapy::parse_with_event(request.body, event)
+        }
+        other => parse(other, request.body),
+    }
+}
+
 /// A receipt in `provider`'s webhook format (for the mock gateway and tests).
 pub fn render(provider: ProviderKind, receipt: &Receipt) -> Vec<u8> {
     match provider {
@@ -163,4 +182,90 @@ pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(message);
     hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const ALL: [ProviderKind; 6] = [
+        ProviderKind::Meta,
+        ProviderKind::Waspy,
+        ProviderKind::Whaapy,
+        ProviderKind::Wazzup,
+        ProviderKind::Seven,
+        ProviderKind::Mock,
+    ];
+
+    /// What the mock gateway does (render, sign) and what the listener and consumer do
+    /// (verify, parse), through the dispatchers, for every provider.
+    #[test]
+    fn every_provider_round_trips_through_the_dispatchers() {
+        let secret = Secret::new("shared-secret");
+        let now = Utc.timestamp_opt(1_790_000_000, 0).unwrap();
+        let url = "https://hooks.example.com/webhooks/ch";
+        for provider in ALL {
+            let receipt = Receipt {
+                provider_message_id: format!("{}-msg-1", provider.as_str()),
+                status: Status::Delivered,
+                job_id: None,
+                error: None,
+                occurred_at: Some(now),
+            };
+            let body = render(provider, &receipt);
+            let headers: HeaderMap = sign(provider, &secret, "POST", url, &body, now)
+                .into_iter()
+                .collect();
+            let request = WebhookRequest {
+                method: "POST",
+                url,
+                headers: &headers,
+                query: None,
+                body: &body,
+            };
+            assert_eq!(
+                verify(provider, &secret, &request, now),
+                Ok(()),
+                "{provider:?}"
+            );
+            let other = Secret::new("other-secret");
+            assert!(
+                verify(provider, &other, &request, now).is_err(),
+                "{provider:?}"
+            );
+            let expected = Parsed::Receipts(vec![receipt]);
+            assert_eq!(parse(provider, &body), Ok(expected.clone()), "{provider:?}");
+            assert_eq!(
+                parse_request(provider, &request),
+                Ok(expected),
+                "{provider:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whaapy_event_header_is_used_by_parse_request() {
+        let body = br#"{"data":{"id":"m1"}}"#;
+        let headers: HeaderMap = [(
+            HeaderName::from_static(whaapy::EVENT_HEADER),
+            HeaderValue::from_static("message.read"),
+        )]
+        .into_iter()
+        .collect();
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://hooks.example.com/webhooks/whaapy",
+            headers: &headers,
+            query: None,
+            body,
+        };
+        assert!(parse(ProviderKind::Whaapy, body).is_err());
+        let Ok(Parsed::Receipts(receipts)) = parse_request(ProviderKind::Whaapy, &request) else {
+            panic!("not receipts");
+        };
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].status, Status::Read);
+    }
 }

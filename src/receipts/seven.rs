@@ -1,34 +1,488 @@
-//! Stand-in: the seven receipt parser is being written on branch receipts-parse.
-#![allow(unused_imports)]
-use super::{AuthError, ParseError, Parsed, Receipt, WebhookRequest};
-use crate::config::Secret;
+//! seven.io's webhooks, per the seven.io section of `shared/providers/RECEIPTS.md`.
+//!
+//! - **Auth**: headers `X-Signature`, `X-Timestamp`, `X-Nonce`; the signature is hex
+//!   HMAC-SHA256(signing key, `timestamp \n nonce \n METHOD \n full URL \n hex MD5(body)`).
+//!   The signature is checked first, then the timestamp against `now` with [`MAX_SKEW`] either
+//!   way, so [`AuthError::Stale`] means "authentic but old": a replay or a wrong clock.
+//! - **Body** (the WhatsApp JSON is unknown; this is the documented SMS/RCS analogue):
+//!   `{"webhook_event","webhook_timestamp","data":{"msg_id" (or "id"),"status","timestamp",
+//!   "foreign_id",…}}`. `data` may also be an array of such objects. `foreign_id` (what the
+//!   send put there) becomes the receipt's `job_id`.
+//! - **Assumptions**: `X-Timestamp` is unix seconds; the event name is not relied on (only
+//!   `data.status` is), so a `data` without `status`, or with `direction: "inbound"`, is not a
+//!   receipt; statuses are matched case-insensitively by [`STATUSES`]; the report's time is
+//!   `data.timestamp`, else `webhook_timestamp`; a failure's code and text are
+//!   `error_code`/`error` and `error_message`/`error_text`, and when there are none the status
+//!   word itself (`expired`, `rejected`) is kept as the message unless it is plain `failed`.
+
 use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
 use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{Value, json};
 
-/// Stand-in until the parser lands.
-pub fn parse(_body: &[u8]) -> Result<Parsed, ParseError> {
-    Err(ParseError("not yet".into()))
-}
-/// Stand-in until the parser lands.
-pub fn render(_receipt: &Receipt) -> Vec<u8> {
-    Vec::new()
+use super::fields::{self, Object};
+use super::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, hmac_sha256_hex,
+};
+use crate::config::Secret;
+use crate::outcome::Status;
+
+/// The signature header (lower case, as `HeaderName` wants it).
+pub const SIGNATURE_HEADER: &str = "x-signature";
+/// The signed timestamp header (unix seconds).
+pub const TIMESTAMP_HEADER: &str = "x-timestamp";
+/// The signed nonce header.
+pub const NONCE_HEADER: &str = "x-nonce";
+
+/// The clock skew seven.io tolerates, either way (seconds).
+pub const MAX_SKEW: i64 = 300;
+
+/// seven.io's status words (SMS DLR vocabulary plus WhatsApp's `read`). Intermediate ones
+/// (`buffered`, `unknown`) and anything else are skipped.
+pub const STATUSES: &[(&str, Status)] = &[
+    ("sent", Status::Sent),
+    ("transmitted", Status::Sent),
+    ("accepted", Status::Sent),
+    ("delivered", Status::Delivered),
+    ("read", Status::Read),
+    ("seen", Status::Read),
+    ("failed", Status::Failed),
+    ("notdelivered", Status::Failed),
+    ("rejected", Status::Failed),
+    ("expired", Status::Failed),
+];
+
+/// The status word that needs no explanation of its own.
+const PLAIN_FAILED: &str = "failed";
+
+/// The string seven.io signs for a request.
+fn signed_string(timestamp: &str, nonce: &str, method: &str, url: &str, body: &[u8]) -> String {
+    let body_md5 = hex::encode(Md5::digest(body));
+    format!(
+        "{timestamp}\n{nonce}\n{}\n{url}\n{body_md5}",
+        method.to_ascii_uppercase()
+    )
 }
 
-/// Stand-in until the parser lands.
-pub fn sign(
-    _secret: &Secret,
-    _method: &str,
-    _url: &str,
-    _body: &[u8],
-    _now: DateTime<Utc>,
-) -> Vec<(HeaderName, HeaderValue)> {
-    Vec::new()
-}
-/// Stand-in until the parser lands.
+/// Check `X-Signature` over the request, then the freshness of `X-Timestamp` against `now`.
 pub fn verify(
-    _secret: &Secret,
-    _request: &WebhookRequest<'_>,
-    _now: DateTime<Utc>,
+    secret: &Secret,
+    request: &WebhookRequest<'_>,
+    now: DateTime<Utc>,
 ) -> Result<(), AuthError> {
-    Err(AuthError::NotConfigured)
+    let key = fields::secret_bytes(secret)?;
+    let text = |header: &'static str, name: &'static str| -> Result<&str, AuthError> {
+        request
+            .headers
+            .get(header)
+            .ok_or(AuthError::Missing(name))?
+            .to_str()
+            .map_err(|_| AuthError::Mismatch(name))
+    };
+    let signature = request
+        .headers
+        .get(SIGNATURE_HEADER)
+        .ok_or(AuthError::Missing("X-Signature"))?
+        .as_bytes();
+    let timestamp = text(TIMESTAMP_HEADER, "X-Timestamp")?;
+    let nonce = text(NONCE_HEADER, "X-Nonce")?;
+    let message = signed_string(timestamp, nonce, request.method, request.url, request.body);
+    if !fields::hex_matches(&hmac_sha256_hex(key, message.as_bytes()), signature) {
+        return Err(AuthError::Mismatch("X-Signature"));
+    }
+    let sent_at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| AuthError::Mismatch("X-Timestamp"))?;
+    if now.timestamp().abs_diff(sent_at) > MAX_SKEW.unsigned_abs() {
+        return Err(AuthError::Stale);
+    }
+    Ok(())
+}
+
+/// Read the receipts in a webhook body.
+pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
+    let root = fields::body_object(body)?;
+    let sent_at = fields::opt_timestamp(&root, "webhook_timestamp", "")?;
+    let mut receipts = Vec::new();
+    match root.get("data") {
+        Some(Value::Object(data)) => receipts.extend(item(data, "data", sent_at)?),
+        Some(Value::Array(items)) => {
+            for (i, value) in items.iter().enumerate() {
+                let at = format!("data[{i}]");
+                receipts.extend(item(fields::as_object(value, &at)?, &at, sent_at)?);
+            }
+        }
+        None | Some(Value::Null) => return Err(ParseError("missing data".into())),
+        Some(other) => {
+            return Err(ParseError(format!(
+                "data must be an object or an array, not a JSON {}",
+                fields::kind(other)
+            )));
+        }
+    }
+    Ok(Parsed::Receipts(receipts))
+}
+
+fn item(
+    data: &Object,
+    at: &str,
+    sent_at: Option<DateTime<Utc>>,
+) -> Result<Option<Receipt>, ParseError> {
+    if fields::opt_str(data, "direction", at)?.is_some_and(|d| d.eq_ignore_ascii_case("inbound")) {
+        return Ok(None);
+    }
+    let Some(word) = fields::opt_str(data, "status", at)? else {
+        tracing::debug!(at, "seven.io webhook without a status: not a status report");
+        return Ok(None);
+    };
+    let id = match fields::opt_text(data, "msg_id", at)? {
+        Some(id) => id,
+        None => fields::opt_text(data, "id", at)?
+            .ok_or_else(|| ParseError(format!("missing {at}.msg_id (or {at}.id)")))?,
+    };
+    let occurred_at = fields::opt_timestamp(data, "timestamp", at)?.or(sent_at);
+    let job_id = fields::opt_text(data, "foreign_id", at)?;
+    let Some(status) = fields::lookup(STATUSES, word) else {
+        tracing::debug!(status = %fields::preview(word), at, "seven.io status skipped");
+        return Ok(None);
+    };
+    let error = match status {
+        Status::Failed => error(data, at, word)?,
+        _ => None,
+    };
+    Ok(Some(Receipt {
+        provider_message_id: id,
+        status,
+        job_id,
+        error,
+        occurred_at,
+    }))
+}
+
+fn error(data: &Object, at: &str, word: &str) -> Result<Option<ReceiptError>, ParseError> {
+    let code = match fields::opt_text(data, "error_code", at)? {
+        Some(code) => Some(code),
+        None => fields::opt_text(data, "error", at)?,
+    };
+    let message = match fields::opt_str(data, "error_message", at)? {
+        Some(message) => Some(message),
+        None => fields::opt_str(data, "error_text", at)?,
+    };
+    Ok(match (code, message) {
+        (code, Some(message)) => Some(ReceiptError {
+            code,
+            message: message.to_owned(),
+        }),
+        (Some(code), None) => Some(ReceiptError {
+            message: format!("seven.io error {code}"),
+            code: Some(code),
+        }),
+        // `expired` or `rejected` says more than nothing; plain `failed` says nothing.
+        (None, None) if !word.eq_ignore_ascii_case(PLAIN_FAILED) => Some(ReceiptError {
+            code: None,
+            message: format!("seven.io status {}", fields::preview(word)),
+        }),
+        (None, None) => None,
+    })
+}
+
+/// A webhook body holding `receipt`, in the shape this parser assumes.
+pub fn render(receipt: &Receipt) -> Vec<u8> {
+    let mut data = json!({
+        "msg_id": receipt.provider_message_id,
+        "status": receipt.status.as_str(),
+    });
+    if let Some(at) = receipt.occurred_at {
+        data["timestamp"] = json!(at.timestamp().to_string());
+    }
+    if let Some(job_id) = &receipt.job_id {
+        data["foreign_id"] = json!(job_id);
+    }
+    if let Some(error) = &receipt.error {
+        data["error_code"] = json!(error.code);
+        data["error_message"] = json!(error.message);
+    }
+    let mut body = json!({"webhook_event": "dlr", "data": data});
+    if let Some(at) = receipt.occurred_at {
+        body["webhook_timestamp"] = json!(at.timestamp());
+    }
+    body.to_string().into_bytes()
+}
+
+/// The `X-Signature`, `X-Timestamp` and `X-Nonce` headers for `body` sent as `method` to `url`
+/// at `now`, with a fresh random nonce.
+pub fn sign(
+    secret: &Secret,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let timestamp = now.timestamp().to_string();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let message = signed_string(&timestamp, &nonce, method, url, body);
+    let signature = hmac_sha256_hex(secret.expose().as_bytes(), message.as_bytes());
+    [
+        fields::header(SIGNATURE_HEADER, &signature, false),
+        fields::header(TIMESTAMP_HEADER, &timestamp, false),
+        fields::header(NONCE_HEADER, &nonce, false),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use reqwest::header::HeaderMap;
+
+    use super::super::fields::testing;
+    use super::*;
+
+    const KEY: &str = "seven-signing-key";
+    const URL: &str = "https://hooks.example.com/webhooks/seven-de?x=1";
+
+    /// The SMS DLR shape of RECEIPTS.md with RCS's `foreign_id`, as assumed for WhatsApp.
+    const FIXTURE: &str = r#"{
+      "webhook_event": "dlr",
+      "webhook_timestamp": "2026-05-04 12:00:09",
+      "data": {
+        "msg_id": "77230918311",
+        "status": "NOTDELIVERED",
+        "timestamp": "1777896005",
+        "foreign_id": "ord-1847-confirm",
+        "error_code": "7002001",
+        "error_message": "No open conversation"
+      }
+    }"#;
+
+    fn receipts(body: &[u8]) -> Vec<Receipt> {
+        match parse(body).unwrap() {
+            Parsed::Receipts(receipts) => receipts,
+            Parsed::Probe => panic!("seven.io has no probe"),
+        }
+    }
+
+    fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+        WebhookRequest {
+            method: "POST",
+            url: URL,
+            headers,
+            query: Some("x=1"),
+            body,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_777_896_010, 0).unwrap()
+    }
+
+    #[test]
+    fn fixture_gives_the_exact_receipt() {
+        assert_eq!(
+            receipts(FIXTURE.as_bytes()),
+            vec![Receipt {
+                provider_message_id: "77230918311".into(),
+                status: Status::Failed,
+                job_id: Some("ord-1847-confirm".into()),
+                error: Some(ReceiptError {
+                    code: Some("7002001".into()),
+                    message: "No open conversation".into(),
+                }),
+                occurred_at: Some(Utc.timestamp_opt(1_777_896_005, 0).unwrap()),
+            }]
+        );
+    }
+
+    #[test]
+    fn statuses_map_tolerantly() {
+        let cases = [
+            ("transmitted", Some(Status::Sent)),
+            ("ACCEPTED", Some(Status::Sent)),
+            ("Delivered", Some(Status::Delivered)),
+            ("seen", Some(Status::Read)),
+            ("rejected", Some(Status::Failed)),
+            ("expired", Some(Status::Failed)),
+            ("buffered", None),
+            ("UNKNOWN", None),
+        ];
+        for (word, expected) in cases {
+            let body = format!(r#"{{"webhook_event":"dlr","data":{{"id":42,"status":"{word}"}}}}"#);
+            let got = receipts(body.as_bytes());
+            assert_eq!(got.first().map(|r| r.status), expected, "{word}");
+            if let Some(receipt) = got.first() {
+                assert_eq!(receipt.provider_message_id, "42");
+            }
+        }
+        let body = br#"{"data":{"msg_id":"1","status":"expired"}}"#;
+        assert_eq!(
+            receipts(body)[0].error,
+            Some(ReceiptError {
+                code: None,
+                message: "seven.io status expired".into()
+            })
+        );
+    }
+
+    #[test]
+    fn event_time_falls_back_to_the_webhook_time() {
+        let body =
+            br#"{"webhook_timestamp":"2026-05-04 12:00:09","data":{"msg_id":"1","status":"sent"}}"#;
+        assert_eq!(
+            receipts(body)[0].occurred_at,
+            Some(Utc.with_ymd_and_hms(2026, 5, 4, 12, 0, 9).unwrap())
+        );
+    }
+
+    #[test]
+    fn inbound_and_unrelated_events_give_no_receipts() {
+        for body in [
+            r#"{"webhook_event":"sms_mo","data":{"id":"5","sender":"49170","text":"hi"}}"#,
+            r#"{"webhook_event":"whatsapp","data":{"id":"5","status":"delivered","direction":"inbound"}}"#,
+            r#"{"webhook_event":"tracking","data":{"id":"5"}}"#,
+            r#"{"webhook_event":"dlr","data":[]}"#,
+        ] {
+            assert!(receipts(body.as_bytes()).is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn arrays_of_reports_are_read() {
+        let body = br#"{"webhook_event":"dlr","data":[
+            {"msg_id":"1","status":"delivered"},{"msg_id":"2","status":"read"}]}"#;
+        let got = receipts(body);
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.provider_message_id.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            vec![("1", Status::Delivered), ("2", Status::Read)]
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_field() {
+        let cases = [
+            (r#"{"webhook_event":"dlr"}"#, "missing data"),
+            (r#"{"data":"x"}"#, "data must be an object or an array"),
+            (
+                r#"{"data":{"status":"delivered"}}"#,
+                "missing data.msg_id (or data.id)",
+            ),
+            (
+                r#"{"data":{"msg_id":true,"status":"delivered"}}"#,
+                "data.msg_id must be",
+            ),
+            (
+                r#"{"data":{"msg_id":"1","status":[]}}"#,
+                "data.status must be a string",
+            ),
+            (
+                r#"{"data":[{"msg_id":"1","status":"sent"},5]}"#,
+                "data[1] must be an object",
+            ),
+            (
+                r#"{"data":{"msg_id":"1","status":"sent","timestamp":"x"}}"#,
+                "data.timestamp",
+            ),
+            (r#"{"webhook_timestamp":{},"data":{}}"#, "webhook_timestamp"),
+        ];
+        for (body, needle) in cases {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.0.contains(needle), "{body}: {err}");
+        }
+        for body in testing::hostile_bodies() {
+            assert!(parse(&body).is_err());
+        }
+    }
+
+    #[test]
+    fn render_then_parse_round_trips_every_status() {
+        for status in [
+            Status::Sent,
+            Status::Delivered,
+            Status::Read,
+            Status::Failed,
+        ] {
+            let receipt = Receipt {
+                provider_message_id: "1234567".into(),
+                status,
+                job_id: Some("job-7".into()),
+                error: (status == Status::Failed).then(|| ReceiptError {
+                    code: Some("7002001".into()),
+                    message: "No open conversation".into(),
+                }),
+                occurred_at: Some(now()),
+            };
+            assert_eq!(receipts(&render(&receipt)), vec![receipt]);
+        }
+    }
+
+    #[test]
+    fn good_signature_passes_and_sign_round_trips() {
+        let secret = Secret::new(KEY);
+        let body = FIXTURE.as_bytes();
+        let headers = testing::signed(sign(&secret, "POST", URL, body, now()));
+        assert_eq!(verify(&secret, &request(&headers, body), now()), Ok(()));
+        // Independently computed, with the skew at its limits.
+        let ts = now().timestamp().to_string();
+        let md5 = hex::encode(Md5::digest(body));
+        let text = format!("{ts}\nn0nce\nPOST\n{URL}\n{md5}");
+        let signature = hmac_sha256_hex(KEY.as_bytes(), text.as_bytes());
+        let manual = testing::headers(&[
+            ("X-Signature", &signature),
+            ("X-Timestamp", &ts),
+            ("X-Nonce", "n0nce"),
+        ]);
+        for skew in [-MAX_SKEW, 0, MAX_SKEW] {
+            let at = now() + Duration::seconds(skew);
+            assert_eq!(
+                verify(&secret, &request(&manual, body), at),
+                Ok(()),
+                "{skew}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_missing_and_stale_signatures_fail() {
+        let secret = Secret::new(KEY);
+        let body = FIXTURE.as_bytes();
+        let signed = testing::signed(sign(&secret, "POST", URL, body, now()));
+        let mismatch = Err(AuthError::Mismatch("X-Signature"));
+        let other = testing::signed(sign(&Secret::new("other"), "POST", URL, body, now()));
+        assert_eq!(verify(&secret, &request(&other, body), now()), mismatch);
+        assert_eq!(verify(&secret, &request(&signed, b"{}"), now()), mismatch);
+        let mut wrong_url = request(&signed, body);
+        wrong_url.url = "https://hooks.example.com/webhooks/seven-de";
+        assert_eq!(verify(&secret, &wrong_url, now()), mismatch);
+        let mut wrong_method = request(&signed, body);
+        wrong_method.method = "PUT";
+        assert_eq!(verify(&secret, &wrong_method, now()), mismatch);
+        for stale in [MAX_SKEW + 1, -(MAX_SKEW + 1), 86_400] {
+            let at = now() + Duration::seconds(stale);
+            assert_eq!(
+                verify(&secret, &request(&signed, body), at),
+                Err(AuthError::Stale),
+                "{stale}"
+            );
+        }
+        for (missing, name) in [
+            (SIGNATURE_HEADER, "X-Signature"),
+            (TIMESTAMP_HEADER, "X-Timestamp"),
+            (NONCE_HEADER, "X-Nonce"),
+        ] {
+            let mut headers = signed.clone();
+            headers.remove(missing);
+            assert_eq!(
+                verify(&secret, &request(&headers, body), now()),
+                Err(AuthError::Missing(name))
+            );
+        }
+        assert_eq!(
+            verify(&Secret::new(""), &request(&signed, body), now()),
+            Err(AuthError::NotConfigured)
+        );
+    }
 }

@@ -1,24 +1,446 @@
-//! Stand-in: the whaapy receipt parser is being written on branch receipts-parse.
-#![allow(unused_imports)]
-use super::{AuthError, ParseError, Parsed, Receipt, WebhookRequest};
-use crate::config::Secret;
+//! Whaapy's webhooks, per the Whaapy section of `shared/providers/RECEIPTS.md`.
+//!
+//! - **Auth**: `X-Webhook-Signature` = hex HMAC-SHA256(webhook secret, raw body); a `sha256=`
+//!   prefix (Meta's habit, which Whaapy mirrors elsewhere) is tolerated. `X-Webhook-Timestamp`
+//!   is not covered by the signature, so it bounds nothing.
+//! - **Events**: `message.sent|delivered|read|failed`, named by the body's `event` or, when the
+//!   body has none, the `X-Webhook-Event` header ([`parse_with_event`]). Inbound and other
+//!   events carry no receipt.
+//! - **Assumptions** (Whaapy does not document the payload): the message id, which is the
+//!   `data.id` / `messages[0].id` UUID of the send answer, is the first of `data.id`,
+//!   `data.messageId`, `messageId`, `data.message.id`; a body without any event name falls
+//!   back to `data.status`; a `failed` is explained by `data.error` (`{"code","message"}` as
+//!   in Whaapy's error bodies, or a string) or by `data.errorCode`/`data.errorMessage`; the
+//!   time is `data.timestamp`, else `timestamp`, else `data.updatedAt`. The tests' `FIXTURE` is
+//!   the shape accepted.
+
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{Value, json};
 
-/// Stand-in until the parser lands.
-pub fn parse(_body: &[u8]) -> Result<Parsed, ParseError> {
-    Err(ParseError("not yet".into()))
-}
-/// Stand-in until the parser lands.
-pub fn render(_receipt: &Receipt) -> Vec<u8> {
-    Vec::new()
+use super::fields::{self, Object};
+use super::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, hmac_sha256_hex,
+};
+use crate::config::Secret;
+use crate::outcome::Status;
+
+/// The signature header (lower case, as `HeaderName` wants it).
+pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
+/// The event name header.
+pub const EVENT_HEADER: &str = "x-webhook-event";
+/// When Whaapy sent the webhook (unix seconds in what we send; not signed).
+pub const TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
+/// The delivery's id.
+pub const ID_HEADER: &str = "x-webhook-id";
+
+/// Tolerated before the hex digest.
+const SIGNATURE_PREFIX: &str = "sha256=";
+
+/// Status events are `message.<status>`.
+const EVENT_PREFIX: &str = "message.";
+
+/// Whaapy's status words (after [`EVENT_PREFIX`]); other `message.*` events are not receipts.
+pub const STATUSES: &[(&str, Status)] = &[
+    ("sent", Status::Sent),
+    ("delivered", Status::Delivered),
+    ("read", Status::Read),
+    ("failed", Status::Failed),
+];
+
+/// Where the message id may be, in order of preference (see the module doc).
+const ID_PATHS: &[&[&str]] = &[
+    &["data", "id"],
+    &["data", "messageId"],
+    &["messageId"],
+    &["data", "message", "id"],
+];
+
+/// Check `X-Webhook-Signature` against the webhook secret.
+pub fn verify(secret: &Secret, request: &WebhookRequest<'_>) -> Result<(), AuthError> {
+    const NAME: &str = "X-Webhook-Signature";
+    let key = fields::secret_bytes(secret)?;
+    let received = request
+        .headers
+        .get(SIGNATURE_HEADER)
+        .ok_or(AuthError::Missing(NAME))?
+        .as_bytes();
+    let digest = received
+        .strip_prefix(SIGNATURE_PREFIX.as_bytes())
+        .unwrap_or(received);
+    if fields::hex_matches(&hmac_sha256_hex(key, request.body), digest) {
+        Ok(())
+    } else {
+        Err(AuthError::Mismatch(NAME))
+    }
 }
 
-/// Stand-in until the parser lands.
-pub fn sign(_secret: &Secret, _body: &[u8], _now: DateTime<Utc>) -> Vec<(HeaderName, HeaderValue)> {
-    Vec::new()
+/// Read the receipt, if any, in a webhook body whose event name is in the body.
+pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with_event(body, None)
 }
-/// Stand-in until the parser lands.
-pub fn verify(_secret: &Secret, _request: &WebhookRequest<'_>) -> Result<(), AuthError> {
-    Err(AuthError::NotConfigured)
+
+/// Read the receipt, if any, with the `X-Webhook-Event` header as the fallback event name.
+pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parsed, ParseError> {
+    let root = fields::body_object(body)?;
+    let data = fields::opt_object(&root, "data", "")?;
+    let none = Ok(Parsed::Receipts(Vec::new()));
+    let inbound = |obj: &Object, at: &str| -> Result<bool, ParseError> {
+        Ok(fields::opt_str(obj, "direction", at)? == Some("inbound"))
+    };
+    if inbound(&root, "")? || data.map(|d| inbound(d, "data")).transpose()? == Some(true) {
+        return none;
+    }
+    let word = match fields::opt_str(&root, "event", "")?.or(header_event) {
+        Some(event) => match event.strip_prefix(EVENT_PREFIX) {
+            Some(word) => word,
+            None => {
+                tracing::debug!(event = %fields::preview(event), "whaapy event is not about a message");
+                return none;
+            }
+        },
+        None => match data {
+            Some(data) => fields::opt_str(data, "status", "data")?,
+            None => None,
+        }
+        .ok_or_else(|| {
+            ParseError(
+                "missing event (body event or X-Webhook-Event header) and data.status".into(),
+            )
+        })?,
+    };
+    let Some(status) = fields::lookup(STATUSES, word) else {
+        tracing::debug!(event = %fields::preview(word), "whaapy message event skipped");
+        return none;
+    };
+    let id = message_id(&root)?;
+    let occurred_at = occurred_at(&root, data)?;
+    let error = match data {
+        Some(data) if status == Status::Failed => error(data)?,
+        _ => None,
+    };
+    Ok(Parsed::Receipts(vec![Receipt {
+        provider_message_id: id,
+        status,
+        job_id: None,
+        error,
+        occurred_at,
+    }]))
+}
+
+fn message_id(root: &Object) -> Result<String, ParseError> {
+    for path in ID_PATHS {
+        let (key, parents) = match path.split_last() {
+            Some(split) => split,
+            None => continue,
+        };
+        let mut obj = root;
+        let mut at = String::new();
+        let mut reachable = true;
+        for parent in parents {
+            match fields::opt_object(obj, parent, &at)? {
+                Some(inner) => {
+                    obj = inner;
+                    at = fields::path(&at, parent);
+                }
+                None => {
+                    reachable = false;
+                    break;
+                }
+            }
+        }
+        if reachable && let Some(id) = fields::opt_text(obj, key, &at)? {
+            return Ok(id);
+        }
+    }
+    Err(ParseError(
+        "missing message id (data.id, data.messageId, messageId or data.message.id)".into(),
+    ))
+}
+
+fn occurred_at(root: &Object, data: Option<&Object>) -> Result<Option<DateTime<Utc>>, ParseError> {
+    if let Some(data) = data
+        && let Some(at) = fields::opt_timestamp(data, "timestamp", "data")?
+    {
+        return Ok(Some(at));
+    }
+    if let Some(at) = fields::opt_timestamp(root, "timestamp", "")? {
+        return Ok(Some(at));
+    }
+    match data {
+        Some(data) => fields::opt_timestamp(data, "updatedAt", "data"),
+        None => Ok(None),
+    }
+}
+
+fn error(data: &Object) -> Result<Option<ReceiptError>, ParseError> {
+    const NO_MESSAGE: &str = "Whaapy gave no message";
+    match data.get("error") {
+        Some(Value::Object(error)) => {
+            let code = fields::opt_text(error, "code", "data.error")?;
+            let message = match fields::opt_str(error, "message", "data.error")? {
+                Some(message) => Some(message),
+                None => fields::opt_str(error, "title", "data.error")?,
+            };
+            Ok(Some(ReceiptError {
+                code,
+                message: message.unwrap_or(NO_MESSAGE).to_owned(),
+            }))
+        }
+        Some(Value::String(message)) => Ok(Some(ReceiptError {
+            code: fields::opt_text(data, "errorCode", "data")?,
+            message: message.clone(),
+        })),
+        None | Some(Value::Null) => {
+            let code = fields::opt_text(data, "errorCode", "data")?;
+            let message = fields::opt_str(data, "errorMessage", "data")?;
+            Ok((code.is_some() || message.is_some()).then(|| ReceiptError {
+                code,
+                message: message.unwrap_or(NO_MESSAGE).to_owned(),
+            }))
+        }
+        Some(other) => Err(ParseError(format!(
+            "data.error must be an object or a string, not a JSON {}",
+            fields::kind(other)
+        ))),
+    }
+}
+
+/// A webhook body holding `receipt`, in the shape this parser assumes.
+pub fn render(receipt: &Receipt) -> Vec<u8> {
+    let status = receipt.status.as_str();
+    let mut data = json!({
+        "id": receipt.provider_message_id,
+        "direction": "outbound",
+        "status": status,
+    });
+    if let Some(at) = receipt.occurred_at {
+        data["timestamp"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    if let Some(error) = &receipt.error {
+        data["error"] = json!({"code": error.code, "message": error.message});
+    }
+    json!({"event": format!("{EVENT_PREFIX}{status}"), "data": data})
+        .to_string()
+        .into_bytes()
+}
+
+/// The headers Whaapy sends with `body` at `now`: signature, event (from the body), timestamp
+/// and a delivery id derived from the body (a redelivery of the same body keeps its id).
+pub fn sign(secret: &Secret, body: &[u8], now: DateTime<Utc>) -> Vec<(HeaderName, HeaderValue)> {
+    let signature = hmac_sha256_hex(secret.expose().as_bytes(), body);
+    let event = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("event").and_then(Value::as_str).map(str::to_owned));
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, body).to_string();
+    [
+        fields::header(SIGNATURE_HEADER, &signature, false),
+        event.and_then(|event| fields::header(EVENT_HEADER, &event, false)),
+        fields::header(TIMESTAMP_HEADER, &now.timestamp().to_string(), false),
+        fields::header(ID_HEADER, &id, false),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use reqwest::header::HeaderMap;
+
+    use super::super::fields::testing;
+    use super::*;
+
+    const SECRET: &str = "whsec_whaapy";
+
+    /// The assumed shape of a failed-status webhook: the send answer's `data` object with the
+    /// status, the wamid and a Meta-style error.
+    pub(super) const FIXTURE: &str = r#"{
+      "event": "message.failed",
+      "timestamp": "2026-01-22T10:31:00Z",
+      "data": {
+        "id": "550e8400-e29b-41d4-a716-446655440000",
+        "wamid": "wamid.HBgLNTIxNTUx",
+        "conversationId": "660e8400-e29b-41d4-a716-446655440001",
+        "direction": "outbound",
+        "status": "failed",
+        "error": {"code": 131047, "message": "Re-engagement message"},
+        "timestamp": "2026-01-22T10:30:05Z"
+      }
+    }"#;
+
+    fn receipts(body: &[u8]) -> Vec<Receipt> {
+        match parse(body).unwrap() {
+            Parsed::Receipts(receipts) => receipts,
+            Parsed::Probe => panic!("whaapy has no probe"),
+        }
+    }
+
+    fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+        WebhookRequest {
+            method: "POST",
+            url: "https://hooks.example.com/webhooks/whaapy-mx",
+            headers,
+            query: None,
+            body,
+        }
+    }
+
+    #[test]
+    fn fixture_gives_the_exact_receipt() {
+        assert_eq!(
+            receipts(FIXTURE.as_bytes()),
+            vec![Receipt {
+                provider_message_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+                status: Status::Failed,
+                job_id: None,
+                error: Some(ReceiptError {
+                    code: Some("131047".into()),
+                    message: "Re-engagement message".into(),
+                }),
+                occurred_at: Some(Utc.with_ymd_and_hms(2026, 1, 22, 10, 30, 5).unwrap()),
+            }]
+        );
+    }
+
+    #[test]
+    fn the_id_is_found_in_every_assumed_place() {
+        for body in [
+            r#"{"event":"message.read","data":{"id":"m1"}}"#,
+            r#"{"event":"message.read","data":{"messageId":"m1"}}"#,
+            r#"{"event":"message.read","messageId":"m1","data":{}}"#,
+            r#"{"event":"message.read","data":{"message":{"id":"m1"}}}"#,
+        ] {
+            let got = receipts(body.as_bytes());
+            assert_eq!(got.len(), 1, "{body}");
+            assert_eq!(got[0].provider_message_id, "m1", "{body}");
+            assert_eq!(got[0].status, Status::Read, "{body}");
+        }
+    }
+
+    #[test]
+    fn event_from_header_or_data_status() {
+        let body = br#"{"data":{"id":"m1","status":"queued"}}"#;
+        let got = parse_with_event(body, Some("message.delivered")).unwrap();
+        assert!(
+            matches!(&got, Parsed::Receipts(r) if r.len() == 1 && r[0].status == Status::Delivered)
+        );
+        let body = br#"{"data":{"id":"m1","status":"sent","errorCode":"x"}}"#;
+        assert_eq!(receipts(body)[0].status, Status::Sent);
+        assert_eq!(receipts(body)[0].error, None);
+    }
+
+    #[test]
+    fn inbound_and_unrelated_events_give_no_receipts() {
+        for body in [
+            r#"{"event":"message.received","data":{"id":"m1","direction":"inbound"}}"#,
+            r#"{"event":"message.sent","data":{"id":"m1","direction":"inbound"}}"#,
+            r#"{"event":"conversation.created","data":{"id":"c1"}}"#,
+            r#"{"event":"message.reaction","data":{"id":"m1"}}"#,
+        ] {
+            assert!(receipts(body.as_bytes()).is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_field() {
+        let cases = [
+            (r#"{"data":{"id":"m1"}}"#, "missing event"),
+            (
+                r#"{"event":"message.sent","data":{}}"#,
+                "missing message id",
+            ),
+            (
+                r#"{"event":"message.sent","data":{"id":{"x":1}}}"#,
+                "data.id must be",
+            ),
+            (
+                r#"{"event":"message.sent","data":"m1"}"#,
+                "data must be an object",
+            ),
+            (
+                r#"{"event":7,"data":{"id":"m1"}}"#,
+                "event must be a string",
+            ),
+            (
+                r#"{"event":"message.failed","data":{"id":"m1","error":5}}"#,
+                "data.error",
+            ),
+            (
+                r#"{"event":"message.sent","data":{"id":"m1","timestamp":[]}}"#,
+                "data.timestamp",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.0.contains(needle), "{body}: {err}");
+        }
+        for body in testing::hostile_bodies() {
+            assert!(parse(&body).is_err());
+        }
+    }
+
+    #[test]
+    fn render_then_parse_round_trips_every_status() {
+        for status in [
+            Status::Sent,
+            Status::Delivered,
+            Status::Read,
+            Status::Failed,
+        ] {
+            let receipt = Receipt {
+                provider_message_id: "m-round".into(),
+                status,
+                job_id: None,
+                error: (status == Status::Failed).then(|| ReceiptError {
+                    code: Some("132000".into()),
+                    message: "template params".into(),
+                }),
+                occurred_at: Some(Utc.timestamp_opt(1_790_000_000, 0).unwrap()),
+            };
+            assert_eq!(receipts(&render(&receipt)), vec![receipt]);
+        }
+    }
+
+    #[test]
+    fn good_signature_passes_and_sign_round_trips() {
+        let secret = Secret::new(SECRET);
+        let body = FIXTURE.as_bytes();
+        let now = Utc.with_ymd_and_hms(2026, 1, 22, 10, 31, 0).unwrap();
+        let headers = testing::signed(sign(&secret, body, now));
+        assert_eq!(verify(&secret, &request(&headers, body)), Ok(()));
+        assert_eq!(headers[EVENT_HEADER], "message.failed");
+        assert_eq!(headers[TIMESTAMP_HEADER], now.timestamp().to_string());
+        assert!(headers.contains_key(ID_HEADER));
+        let digest = hmac_sha256_hex(SECRET.as_bytes(), body);
+        let prefixed = testing::headers(&[("X-Webhook-Signature", &format!("sha256={digest}"))]);
+        assert_eq!(verify(&secret, &request(&prefixed, body)), Ok(()));
+    }
+
+    #[test]
+    fn bad_or_missing_signatures_fail() {
+        let secret = Secret::new(SECRET);
+        let body = FIXTURE.as_bytes();
+        let now = Utc::now();
+        let mismatch = Err(AuthError::Mismatch("X-Webhook-Signature"));
+        let other = testing::signed(sign(&Secret::new("other"), body, now));
+        assert_eq!(verify(&secret, &request(&other, body)), mismatch);
+        let signed = testing::signed(sign(&secret, body, now));
+        assert_eq!(
+            verify(&secret, &request(&signed, b"{\"event\":\"x\"}")),
+            mismatch
+        );
+        let garbage = testing::headers(&[("X-Webhook-Signature", "not-hex")]);
+        assert_eq!(verify(&secret, &request(&garbage, body)), mismatch);
+        let none = HeaderMap::new();
+        assert_eq!(
+            verify(&secret, &request(&none, body)),
+            Err(AuthError::Missing("X-Webhook-Signature"))
+        );
+        assert_eq!(
+            verify(&Secret::new(""), &request(&signed, body)),
+            Err(AuthError::NotConfigured)
+        );
+    }
 }
