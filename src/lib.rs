@@ -28,6 +28,8 @@
 //!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
 //! - [`receipts`] owns the status webhooks coming back from gateways: per gateway, the
 //!   signature check and the parser of its receipt format (and the renderer the mock uses).
+//! - [`tracking`] owns what happens after `sent`: the Redis record that maps a provider message
+//!   id to its job, and the status order receipts are applied in.
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
 //!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.

@@ -4,7 +4,7 @@
 //! request ([`verify`]) and reads the status reports in its body ([`parse`]). It also renders
 //! and signs receipts in each gateway's format ([`render`], [`sign`]) so the mock gateway can
 //! send them and tests can forge them. Publishing, correlation and outcomes live in
-//! [`crate::webhooks`] (the listener) and [`crate::worker`] (the receipt consumer).
+//! [`crate::http`] (the listener) and [`crate::worker`] (the receipt consumer).
 //!
 //! One file per gateway: `meta`, `waspy` (also the in-process `mock` provider's format),
 //! `whaapy`, `wazzup`, `seven`.

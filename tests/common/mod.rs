@@ -579,7 +579,9 @@ impl Proxy {
                     _ = stop2.cancelled() => return,
                     a = listener.accept() => a,
                 };
-                let Ok((mut client, _)) = accepted else { continue };
+                let Ok((mut client, _)) = accepted else {
+                    continue;
+                };
                 if !open2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;

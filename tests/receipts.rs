@@ -1,0 +1,426 @@
+//! Receipts end to end (SPEC §3, §6): a job goes out through each gateway's API (the mock
+//! gateway speaking it), the gateway's signed webhook comes back to the worker's listener, and
+//! `delivered` / `read` / `failed` outcomes follow in order, once, with the job's metadata.
+//! Real RabbitMQ and Redis; Redis outages are made with a TCP proxy, never by stopping it.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Proxy, TestApp, header, host_port, unique_prefix};
+use mensajero::config::{MockOptions, ProviderKind, Secret};
+use mensajero::outcome::{Outcome, Status};
+use mensajero::receipts::{self, Receipt, ReceiptError};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TO: &str = "+5491126032641";
+const HOOK_SECRET: &str = "hook-secret-0123456789";
+const VERIFY_TOKEN: &str = "verify-token-abc";
+
+/// One channel per gateway API, all pointed at the mock gateway, each with a webhook secret.
+fn channels(gateway: &str) -> String {
+    let common = format!(
+        "base_url = \"{gateway}\"\napi_key_env = \"T_KEY\"\nwebhook_secret_env = \"T_HOOK\"\ntimeout = \"2s\"\nrate_per_second = 100000\n"
+    );
+    format!(
+        r#"
+[channels.waspy-ar]
+provider = "waspy"
+sender = "550e8400-e29b-41d4-a716-446655440000"
+{common}
+[channels.meta-mx]
+provider = "meta"
+sender = "106540352242922"
+verify_token_env = "T_VERIFY"
+{common}
+[channels.wazzup-ru]
+provider = "wazzup"
+sender = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+{common}
+[channels.seven-de]
+provider = "seven"
+sender = "4915112345678"
+{common}
+[channels.demo]
+provider = "mock"
+webhook_secret_env = "T_HOOK"
+"#
+    )
+}
+
+const ENV: &[(&str, &str)] = &[
+    ("T_KEY", "key_0123456789"),
+    ("T_HOOK", HOOK_SECRET),
+    ("T_VERIFY", VERIFY_TOKEN),
+];
+
+/// A worker with every gateway channel, its mock gateway, and `extra` TOML on top.
+async fn app(test: &str, extra: &str) -> (TestApp, tokio_util::sync::CancellationToken) {
+    let (_core, url, stop) = common::start_gateway(MockOptions::default()).await;
+    let prefix = unique_prefix(test);
+    let config = common::config(&prefix, &format!("{extra}\n{}", channels(&url)), ENV);
+    (TestApp::spawn(config).await, stop)
+}
+
+fn provider_of(channel: &str) -> ProviderKind {
+    match channel {
+        "waspy-ar" => ProviderKind::Waspy,
+        "meta-mx" => ProviderKind::Meta,
+        "wazzup-ru" => ProviderKind::Wazzup,
+        "seven-de" => ProviderKind::Seven,
+        _ => ProviderKind::Mock,
+    }
+}
+
+/// Send a job and return its `sent` outcome.
+async fn send(app: &TestApp, id: &str, channel: &str) -> Outcome {
+    app.enqueue(&json!({
+        "id": id, "channel": channel, "to": TO,
+        "message": {"type": "text", "text": {"body": "Hola"}},
+        "metadata": {"order": 1847}
+    }))
+    .await;
+    let queued = app.next_outcome().await;
+    assert_eq!(
+        (queued.job_id.as_str(), queued.status),
+        (id, Status::Queued)
+    );
+    let sent = app.next_outcome().await;
+    assert_eq!(
+        (sent.job_id.as_str(), sent.status),
+        (id, Status::Sent),
+        "{sent:#?}"
+    );
+    sent
+}
+
+fn receipt(id: &str, status: Status, job_id: Option<&str>) -> Receipt {
+    Receipt {
+        provider_message_id: id.to_string(),
+        status,
+        job_id: job_id.map(str::to_owned),
+        error: (status == Status::Failed).then(|| ReceiptError {
+            code: Some("131026".into()),
+            message: "Message undeliverable".into(),
+        }),
+        occurred_at: Some(Utc::now()),
+    }
+}
+
+/// POST `body` to the channel's webhook, signed with `secret` the gateway's way.
+async fn post_signed(app: &TestApp, channel: &str, body: &[u8], secret: &str) -> StatusCode {
+    let url = app.url(&format!("/webhooks/{channel}"));
+    let headers = receipts::sign(
+        provider_of(channel),
+        &Secret::new(secret),
+        "POST",
+        &url,
+        body,
+        Utc::now(),
+    );
+    let mut request = reqwest::Client::new().post(&url).body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await.expect("listener answers").status()
+}
+
+async fn post_receipt(app: &TestApp, channel: &str, receipt: &Receipt) -> StatusCode {
+    let body = receipts::render(provider_of(channel), receipt);
+    post_signed(app, channel, &body, HOOK_SECRET).await
+}
+
+/// The whole chain for one channel: `read` before `delivered` publishes `delivered` (inferred)
+/// then `read`, with the job's metadata; the same receipt again, a late `delivered` and a
+/// forged receipt publish nothing; a forged one is refused with 401.
+async fn chain(app: &TestApp, channel: &str) {
+    let job_id = format!("chain-{channel}");
+    let sent = send(app, &job_id, channel).await;
+    let id = sent.provider_message_id.clone().expect("provider id");
+    let read = receipt(&id, Status::Read, Some(&job_id));
+
+    assert_eq!(post_receipt(app, channel, &read).await, StatusCode::OK);
+    let events = app.outcomes(2).await;
+    let statuses: Vec<_> = events.iter().map(|o| (o.status, o.inferred)).collect();
+    assert_eq!(
+        statuses,
+        [(Status::Delivered, true), (Status::Read, false)],
+        "{channel}"
+    );
+    for event in &events {
+        assert_eq!(event.job_id, job_id);
+        assert_eq!(event.channel, channel);
+        assert_eq!(event.provider_message_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            event.metadata,
+            Some(json!({"order": 1847}).as_object().unwrap().clone())
+        );
+        assert_eq!(
+            event.routing_key(),
+            format!("{}.{channel}", event.status.as_str())
+        );
+    }
+    assert_eq!(events[0].previous_status, Some(Status::Sent));
+    assert_eq!(events[1].previous_status, Some(Status::Delivered));
+
+    // At least once from the gateway, exactly once to the world.
+    assert_eq!(post_receipt(app, channel, &read).await, StatusCode::OK);
+    let late = receipt(&id, Status::Delivered, Some(&job_id));
+    assert_eq!(post_receipt(app, channel, &late).await, StatusCode::OK);
+    let forged = receipts::render(provider_of(channel), &receipt(&id, Status::Failed, None));
+    assert_eq!(
+        post_signed(app, channel, &forged, "not-the-secret").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let unsigned = reqwest::Client::new()
+        .post(app.url(&format!("/webhooks/{channel}")))
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    app.assert_quiet(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test]
+async fn waspy_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-waspy", "").await;
+    chain(&app, "waspy-ar").await;
+}
+
+#[tokio::test]
+async fn meta_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-meta", "").await;
+    chain(&app, "meta-mx").await;
+}
+
+#[tokio::test]
+async fn wazzup_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-wazzup", "").await;
+    chain(&app, "wazzup-ru").await;
+}
+
+#[tokio::test]
+async fn seven_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-seven", "").await;
+    chain(&app, "seven-de").await;
+}
+
+#[tokio::test]
+async fn mock_provider_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-mock", "").await;
+    chain(&app, "demo").await;
+}
+
+/// A `failed` receipt after `sent` publishes `failed` with the gateway's code; nothing after.
+#[tokio::test]
+async fn a_failed_receipt_carries_the_gateways_error() {
+    let (app, _gw) = app("rc-failed", "").await;
+    let sent = send(&app, "fails-later", "meta-mx").await;
+    let id = sent.provider_message_id.unwrap();
+    let failed = receipt(&id, Status::Failed, Some("fails-later"));
+    assert_eq!(post_receipt(&app, "meta-mx", &failed).await, StatusCode::OK);
+    let event = app.next_outcome().await;
+    assert_eq!(event.status, Status::Failed);
+    assert_eq!(event.previous_status, Some(Status::Sent));
+    let error = event.error.expect("error on failed");
+    assert_eq!(error.provider_code.as_deref(), Some("131026"));
+    assert!(error.message.contains("undeliverable"), "{}", error.message);
+    // Nothing follows `failed`.
+    let read = receipt(&id, Status::Read, Some("fails-later"));
+    assert_eq!(post_receipt(&app, "meta-mx", &read).await, StatusCode::OK);
+    app.assert_quiet(Duration::from_millis(1500)).await;
+}
+
+/// A receipt can overtake the record of its send: it waits and is applied once the send is
+/// recorded. Here the gateway (wiremock) answers with a fixed id the receipt names first.
+#[tokio::test]
+async fn a_receipt_that_arrives_before_its_send_is_still_correlated() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/messages"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "data": {"id": "msg-early", "status": "queued"}, "meta": {"requestId": "r"}
+        })))
+        .mount(&gateway)
+        .await;
+    let prefix = unique_prefix("rc-early");
+    let config = common::config(&prefix, &channels(&gateway.uri()), ENV);
+    let app = TestApp::spawn(config).await;
+
+    let early = receipt("msg-early", Status::Delivered, None);
+    assert_eq!(post_receipt(&app, "waspy-ar", &early).await, StatusCode::OK);
+    app.assert_quiet(Duration::from_millis(500)).await;
+    let sent = send(&app, "overtaken", "waspy-ar").await;
+    assert_eq!(sent.provider_message_id.as_deref(), Some("msg-early"));
+    let delivered = app.next_outcome().await;
+    assert_eq!(
+        (
+            delivered.job_id.as_str(),
+            delivered.status,
+            delivered.inferred
+        ),
+        ("overtaken", Status::Delivered, false)
+    );
+}
+
+/// A receipt for an id that never gets recorded is retried for `unknown_retry`, then
+/// dead-lettered with its body untouched and the reason — never dropped.
+#[tokio::test]
+async fn a_receipt_for_an_unknown_message_is_dead_lettered_after_the_retry_window() {
+    let (app, _gw) = app("rc-unknown", "[receipts]\nunknown_retry = \"2s\"").await;
+    let body = receipts::render(
+        ProviderKind::Waspy,
+        &receipt("never-sent", Status::Delivered, None),
+    );
+    assert_eq!(
+        post_signed(&app, "waspy-ar", &body, HOOK_SECRET).await,
+        StatusCode::OK
+    );
+    let (dead, headers) = app.next_dead_letter().await;
+    assert_eq!(dead, body);
+    assert_eq!(
+        header(&headers, "x-mensajero-reason").as_deref(),
+        Some("unknown_message")
+    );
+    assert!(
+        header(&headers, "x-mensajero-error")
+            .unwrap()
+            .contains("never-sent")
+    );
+    assert_eq!(
+        header(&headers, "x-mensajero-channel").as_deref(),
+        Some("waspy-ar")
+    );
+    app.assert_quiet(Duration::from_millis(300)).await;
+}
+
+/// An authenticated body that is not a receipt is kept as a dead letter with the reason.
+#[tokio::test]
+async fn an_unreadable_receipt_is_dead_lettered() {
+    let (app, _gw) = app("rc-invalid", "").await;
+    let body = br#"{"data": "not an object"#;
+    assert_eq!(
+        post_signed(&app, "waspy-ar", body, HOOK_SECRET).await,
+        StatusCode::OK
+    );
+    let (dead, headers) = app.next_dead_letter().await;
+    assert_eq!(dead, body);
+    assert_eq!(
+        header(&headers, "x-mensajero-reason").as_deref(),
+        Some("invalid_receipt")
+    );
+}
+
+/// The listener's edges: body limit, unknown channels, Wazzup's probe, Meta's handshake.
+#[tokio::test]
+async fn the_listener_refuses_what_it_must_and_answers_probes() {
+    let (app, _gw) = app("rc-edges", "").await;
+    let client = reqwest::Client::new();
+
+    let huge = vec![b'x'; 300 * 1024];
+    assert_eq!(
+        post_signed(&app, "waspy-ar", &huge, HOOK_SECRET).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let nowhere = client
+        .post(app.url("/webhooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+
+    // Wazzup checks a new webhook URL with this body and wants 200.
+    let probe = client
+        .post(app.url("/webhooks/wazzup-ru"))
+        .json(&json!({"test": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+
+    let challenge = client
+        .get(app.url(&format!(
+            "/webhooks/meta-mx?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), StatusCode::OK);
+    assert_eq!(challenge.text().await.unwrap(), "1158201444");
+    let wrong = client
+        .get(app.url("/webhooks/meta-mx?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    app.assert_quiet(Duration::from_millis(500)).await;
+}
+
+/// Redis unreachable while receipts arrive: they are still accepted (durable in the broker)
+/// and become outcomes once Redis is back.
+#[tokio::test]
+async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
+    let services = common::services();
+    let proxy = Proxy::start(&host_port(&services.redis_url)).await;
+    let (_core, url, _gw) = common::start_gateway(MockOptions::default()).await;
+    let prefix = unique_prefix("rc-redis");
+    let mut config = common::config(&prefix, &channels(&url), ENV);
+    let db = services
+        .redis_url
+        .rsplit_once('/')
+        .map(|(_, d)| d)
+        .filter(|d| d.parse::<u32>().is_ok());
+    config.redis.url = format!("redis://{}/{}", proxy.addr, db.unwrap_or("0"));
+    let app = TestApp::spawn(config).await;
+
+    let sent = send(&app, "through-outage", "waspy-ar").await;
+    let id = sent.provider_message_id.unwrap();
+    proxy.cut();
+    let client = reqwest::Client::new();
+    // Readiness follows Redis.
+    let mut ready = StatusCode::OK;
+    for _ in 0..50 {
+        ready = client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if ready == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+
+    let delivered = receipt(&id, Status::Delivered, None);
+    let read = receipt(&id, Status::Read, None);
+    assert_eq!(
+        post_receipt(&app, "waspy-ar", &delivered).await,
+        StatusCode::OK
+    );
+    assert_eq!(post_receipt(&app, "waspy-ar", &read).await, StatusCode::OK);
+    app.assert_quiet(Duration::from_secs(2)).await;
+
+    proxy.restore();
+    let events = app.outcomes(2).await;
+    let statuses: Vec<_> = events.iter().map(|o| o.status).collect();
+    assert_eq!(statuses, [Status::Delivered, Status::Read]);
+    assert!(events.iter().all(|o| !o.inferred));
+    app.assert_quiet(Duration::from_millis(800)).await;
+    let body: Value = client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, json!({"amqp": true, "redis": true}));
+}
