@@ -127,7 +127,10 @@ impl ProviderKind {
 
     /// Whether this build has an adapter for the provider.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::Waspy | Self::Meta | Self::Wazzup | Self::Mock)
+        matches!(
+            self,
+            Self::Waspy | Self::Whaapy | Self::Meta | Self::Wazzup | Self::Mock
+        )
     }
 
     /// Whether the gateway deduplicates a repeated request by our idempotency key, which

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod mock;
 pub mod waspy;
 pub mod wazzup;
+pub mod whaapy;
 
 use std::time::Duration;
 
@@ -218,6 +219,11 @@ impl Gateway {
                 api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
                 channel,
             )),
+            ProviderKind::Whaapy => {
+                Box::new(whaapy::Whaapy::new(api_key.ok_or_else(|| {
+                    anyhow::anyhow!("channel {name}: API key missing")
+                })?))
+            }
             other => anyhow::bail!(
                 "channel {name}: provider {} is not available in this build",
                 other.as_str()
