@@ -20,8 +20,8 @@
 //!   is Meta's id, only logged, because receipts are correlated by the Whaapy id.
 //! - **Errors**: `{"error","message","code","action_required","data"}`, where `error` is
 //!   Whaapy's name and `code` a WhatsApp-level (Meta) code when WhatsApp refused the message.
-//!   The class follows the Meta code first, then Whaapy's name, then the HTTP status
-//!   ([`ERROR_TABLE`]). Failures can come with HTTP 200, so the body decides.
+//!   The class follows the Meta code when there is one, else Whaapy's name, else the HTTP
+//!   status ([`ERROR_TABLE`]). Failures can come with HTTP 200, so the body decides.
 //! - **Gaps**: the stored documents show only text and templates; the list of the other types'
 //!   pages is cut off ("Para otros tipos, consulta:"). We follow SPEC §8, which lists image,
 //!   video, audio, document and interactive as documented, and refuse location, contacts,
@@ -82,8 +82,9 @@ pub enum Key {
 }
 
 /// Every HTTP status and body code Whaapy documents, with its SPEC §7 class. Looked up by
-/// `code` first (the most specific: which WhatsApp rule refused it), then `error`, then the
-/// HTTP status; anything else falls back on [`super::class_for_status`] with a warning.
+/// `code` when the body has one (the most specific: which WhatsApp rule refused it), else by
+/// `error`; then by the HTTP status. Anything else (an unknown code or name, an unknown
+/// status) falls back on [`super::class_for_status`] with a warning.
 ///
 /// The Meta codes are those RECEIPTS.md lists for Meta: Whaapy says its WhatsApp-level codes
 /// "follow Meta's", so they mean what they mean there — with one difference. Graph-level
@@ -331,10 +332,14 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
             .find(|(key, _)| wanted(key))
             .map(|(_, class)| *class)
     };
-    let by_code = numeric.and_then(|n| find(&|k| matches!(k, Key::Code(r) if r.contains(&n))));
-    let by_name = || name.and_then(|n| find(&|k| matches!(k, Key::Error(e) if *e == n)));
+    let known = match &code {
+        // A code names the WhatsApp rule precisely; an unknown one is not overridden by the
+        // generic name around it (`message_delivery_failed`): the status decides it.
+        Some(_) => numeric.and_then(|n| find(&|k| matches!(k, Key::Code(r) if r.contains(&n)))),
+        None => name.and_then(|n| find(&|k| matches!(k, Key::Error(e) if *e == n))),
+    };
     let by_status = || find(&|k| *k == Key::Status(reply.status));
-    let class = match by_code.or_else(by_name) {
+    let class = match known {
         Some(class) => class,
         None => {
             let documented_status = by_status();
@@ -395,4 +400,531 @@ fn describe(status: u16, body: &Value) -> String {
         text.push_str(&format!(" [whaapy id {id}]"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reqwest::header::{HeaderMap, HeaderName};
+    use serde_json::json;
+
+    use super::*;
+    use crate::retry::Sent;
+
+    const TO: &str = "+5215512345678";
+    const CONVERSATION: &str = "550e8400-e29b-41d4-a716-446655440000";
+
+    fn whaapy() -> Whaapy {
+        Whaapy::new(Secret::new("wha_unit"))
+    }
+
+    fn reply(status: u16, body: Value, headers: &[(&str, &str)]) -> HttpReply {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        HttpReply {
+            status,
+            headers: map,
+            body: body.to_string().into(),
+        }
+    }
+
+    fn job_with(message: Value, options: Option<Value>) -> Job {
+        let mut body = json!({"id": "ord-1847", "channel": "whaapy-mx", "to": TO,
+                              "message": message});
+        if let Some(options) = options {
+            body["provider_options"] = options;
+        }
+        crate::job::parse(body.to_string().as_bytes()).expect("valid job")
+    }
+
+    fn job(message: Value) -> Job {
+        job_with(message, None)
+    }
+
+    fn ctx() -> SendContext<'static> {
+        SendContext {
+            idempotency_key: "pedido-1847",
+            attempt: 1,
+        }
+    }
+
+    fn fail(status: u16, body: Value) -> Failure {
+        whaapy().response(&reply(status, body, &[])).unwrap_err()
+    }
+
+    /// The document's error body shape around a WhatsApp-level code.
+    fn code_error(code: u32) -> Value {
+        json!({"error": "message_delivery_failed", "message": "detalle", "code": code.to_string(),
+               "action_required": "revisar", "data": {"id": "w-1", "status": "failed"}})
+    }
+
+    fn assert_code(code: u32, class: ErrorClass) {
+        // Whaapy's statuses vary (the document's 131047 comes with 200); the code decides.
+        for status in [200, 400, 401, 403, 404, 429, 500] {
+            let failure = fail(status, code_error(code));
+            assert_eq!(failure.class, class, "{code} on HTTP {status}");
+            assert_eq!(failure.code, code.to_string());
+            assert_eq!(failure.provider_code, Some(code.to_string()));
+            assert_eq!(failure.sent, Sent::No);
+            assert_eq!(
+                failure.message,
+                "detalle (action required: revisar) [whaapy id w-1]"
+            );
+        }
+    }
+
+    fn assert_name(name: &str, class: ErrorClass) {
+        for status in [200, 400, 404, 500] {
+            let failure = fail(status, json!({"error": name, "message": "m"}));
+            assert_eq!(failure.class, class, "{name} on HTTP {status}");
+            assert_eq!(failure.code, name);
+            assert_eq!(failure.provider_code.as_deref(), Some(name));
+            assert_eq!(failure.message, "m");
+        }
+    }
+
+    fn assert_status(status: u16, class: ErrorClass) {
+        for body in [json!({"message": "m"}), json!(null)] {
+            let failure = fail(status, body);
+            assert_eq!(failure.class, class, "HTTP {status}");
+            assert_eq!(failure.code, format!("http_{status}"));
+            assert_eq!(failure.provider_code, None);
+        }
+    }
+
+    #[test]
+    fn window_expired_131047() {
+        assert_code(131047, ErrorClass::WindowExpired);
+    }
+
+    #[test]
+    fn undeliverable_131026_is_rejected() {
+        assert_code(131026, ErrorClass::Rejected);
+    }
+
+    #[test]
+    fn parameter_and_template_codes_are_invalid() {
+        for code in [100, 131008, 131009, 132000, 132001, 132012] {
+            assert_code(code, ErrorClass::Invalid);
+        }
+    }
+
+    #[test]
+    fn limit_codes_are_rate_limited() {
+        for code in [130429, 131056, 131048, 4, 80007, 133016, 131049] {
+            assert_code(code, ErrorClass::RateLimited);
+        }
+    }
+
+    #[test]
+    fn marketing_limit_131049_waits_at_least_a_day() {
+        let day = super::super::meta::MARKETING_LIMIT_WAIT;
+        assert_eq!(fail(400, code_error(131049)).retry_after, Some(day));
+        let longer = whaapy()
+            .response(&reply(
+                400,
+                code_error(131049),
+                &[("retry-after", "100000")],
+            ))
+            .unwrap_err();
+        assert_eq!(longer.retry_after, Some(Duration::from_secs(100_000)));
+    }
+
+    #[test]
+    fn server_side_codes_are_transient() {
+        for code in [1, 2, 131000, 131016, 131057, 131053] {
+            assert_code(code, ErrorClass::Transient);
+        }
+    }
+
+    #[test]
+    fn whaapys_access_and_account_codes_are_channel() {
+        for code in [0, 3, 10, 190, 200, 250, 299, 131005, 368, 131031, 131042] {
+            assert_code(code, ErrorClass::Channel);
+        }
+        // Just outside the permission range: unknown, so the status decides, not the
+        // generic `message_delivery_failed` around it.
+        assert_eq!(fail(400, code_error(300)).class, ErrorClass::Invalid);
+        assert_eq!(fail(401, code_error(300)).class, ErrorClass::Auth);
+        assert_eq!(fail(500, code_error(199)).class, ErrorClass::Transient);
+    }
+
+    #[test]
+    fn invalid_template_parameters_is_invalid() {
+        assert_name("invalid_template_parameters", ErrorClass::Invalid);
+        // The document's body, verbatim.
+        let failure = fail(
+            400,
+            json!({"error": "invalid_template_parameters",
+                   "message": "El template requiere 3 parámetros, se recibieron 2"}),
+        );
+        assert_eq!(
+            failure.message,
+            "El template requiere 3 parámetros, se recibieron 2"
+        );
+    }
+
+    #[test]
+    fn template_not_found_is_invalid() {
+        assert_name("template_not_found", ErrorClass::Invalid);
+        // The document's body, verbatim: the code and the name agree, the details are kept.
+        let failure = fail(
+            404,
+            json!({"error": "template_not_found",
+                   "message": "El template no existe o no está aprobado", "code": "132000",
+                   "details": {"template_name": "orden_confirmada", "language": "es_MX"}}),
+        );
+        assert_eq!(
+            (failure.class, failure.code.as_str()),
+            (ErrorClass::Invalid, "132000")
+        );
+        assert_eq!(
+            failure.message,
+            "El template no existe o no está aprobado (template orden_confirmada, es_MX)"
+        );
+    }
+
+    #[test]
+    fn delivery_failed_without_a_code_is_transient() {
+        assert_name("message_delivery_failed", ErrorClass::Transient);
+    }
+
+    #[test]
+    fn documented_statuses() {
+        assert_status(400, ErrorClass::Invalid);
+        assert_status(401, ErrorClass::Auth);
+        assert_status(403, ErrorClass::Auth);
+        assert_status(404, ErrorClass::Invalid);
+        assert_status(429, ErrorClass::RateLimited);
+        assert_status(500, ErrorClass::Transient);
+    }
+
+    #[test]
+    fn every_table_row_is_covered_by_a_test() {
+        // The tests above name these; this keeps them and the table in step.
+        let codes: &[u32] = &[
+            131047, 131026, 100, 131008, 131009, 132000, 132001, 132012, 130429, 131056, 131048, 4,
+            80007, 133016, 131049, 1, 2, 131000, 131016, 131057, 131053, 0, 3, 10, 190, 200, 299,
+            131005, 368, 131031, 131042,
+        ];
+        let names = [
+            "invalid_template_parameters",
+            "template_not_found",
+            "message_delivery_failed",
+        ];
+        let statuses = [400, 401, 403, 404, 429, 500];
+        for (key, _) in ERROR_TABLE {
+            let covered = match key {
+                Key::Code(r) => codes.contains(r.start()) && codes.contains(r.end()),
+                Key::Error(name) => names.contains(name),
+                Key::Status(status) => statuses.contains(status),
+            };
+            assert!(covered, "{key:?} untested");
+        }
+    }
+
+    #[test]
+    fn document_131047_on_200_is_window_expired() {
+        // The text document's example, verbatim.
+        let body = json!({"error": "message_delivery_failed",
+            "message": "La ventana de conversación de 24 horas ha expirado", "code": "131047",
+            "action_required": "Usar template message",
+            "data": {"id": "550e8400-e29b-41d4-a716-446655440000", "status": "failed"}});
+        let failure = fail(200, body);
+        assert_eq!(failure.class, ErrorClass::WindowExpired);
+        assert_eq!(failure.provider_code.as_deref(), Some("131047"));
+        assert_eq!(
+            failure.message,
+            "La ventana de conversación de 24 horas ha expirado \
+             (action required: Usar template message) \
+             [whaapy id 550e8400-e29b-41d4-a716-446655440000]"
+        );
+    }
+
+    #[test]
+    fn undocumented_codes_fall_back_on_the_status() {
+        for (status, class) in [
+            (200, ErrorClass::Transient),
+            (400, ErrorClass::Invalid),
+            (409, ErrorClass::Invalid),
+            (401, ErrorClass::Auth),
+            (429, ErrorClass::RateLimited),
+            (502, ErrorClass::Transient),
+        ] {
+            let failure = fail(status, json!({"error": "brand_new", "code": "987654"}));
+            assert_eq!(failure.class, class, "{status}");
+            assert_eq!(failure.provider_code.as_deref(), Some("987654"));
+            let failure = fail(status, json!({"error": "brand_new"}));
+            assert_eq!(failure.class, class, "{status}");
+            assert_eq!(failure.code, "brand_new");
+        }
+        // A proxy's HTML page: the status decides, the code names it.
+        let failure = whaapy()
+            .response(&HttpReply {
+                status: 503,
+                headers: HeaderMap::new(),
+                body: "<html>Service Unavailable</html>".into(),
+            })
+            .unwrap_err();
+        assert_eq!(
+            (failure.class, failure.code.as_str(), failure.provider_code),
+            (ErrorClass::Transient, "http_503", None)
+        );
+    }
+
+    #[test]
+    fn numeric_and_nested_codes_are_read() {
+        let failure = fail(400, json!({"error": "x", "code": 131047}));
+        assert_eq!(failure.class, ErrorClass::WindowExpired);
+        let failure = fail(
+            400,
+            json!({"error": {"code": 131026, "message": "Meta's own"}}),
+        );
+        assert_eq!(failure.class, ErrorClass::Rejected);
+        assert_eq!(failure.message, "Meta's own");
+    }
+
+    #[test]
+    fn retry_after_is_read_when_given() {
+        let failure = whaapy()
+            .response(&reply(
+                429,
+                json!({"error": "rate_limit_exceeded", "message": "m"}),
+                &[("retry-after", "42")],
+            ))
+            .unwrap_err();
+        assert_eq!(failure.class, ErrorClass::RateLimited);
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(42)));
+        assert_eq!(fail(429, json!({})).retry_after, None);
+    }
+
+    /// The documents' success answer.
+    fn success() -> Value {
+        json!({"messaging_product": "whatsapp",
+            "contacts": [{"input": TO, "wa_id": "5215512345678"}],
+            "messages": [{"id": "550e8400-e29b-41d4-a716-446655440000", "wamid": "wamid.HBgLNTIxNTUx..."}],
+            "data": {"id": "550e8400-e29b-41d4-a716-446655440000",
+                     "conversationId": "660e8400-e29b-41d4-a716-446655440001",
+                     "messageType": "template", "direction": "outbound", "status": "sent",
+                     "createdAt": "2026-01-22T10:30:00Z"}})
+    }
+
+    #[test]
+    fn success_reads_data_id() {
+        let mut body = success();
+        body["messages"][0]["id"] = json!("other");
+        assert_eq!(
+            whaapy().response(&reply(200, body, &[])).unwrap(),
+            Accepted {
+                provider_message_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+                replayed: false,
+            }
+        );
+    }
+
+    #[test]
+    fn success_falls_back_on_messages_0_id() {
+        for data in [json!(null), json!({"id": ""}), json!({"status": "sent"})] {
+            let mut body = success();
+            body["data"] = data;
+            body["messages"][0]["id"] = json!("m-1");
+            let accepted = whaapy().response(&reply(201, body, &[])).unwrap();
+            assert_eq!(accepted.provider_message_id, "m-1");
+        }
+    }
+
+    #[test]
+    fn a_2xx_without_an_id_is_an_ambiguous_failure() {
+        for body in [
+            json!({"messages": []}),
+            json!({"data": {"id": ""}, "messages": [{"id": ""}]}),
+            json!({"messages": [{"wamid": "wamid.X"}]}),
+            json!(null),
+        ] {
+            let failure = fail(200, body);
+            assert_eq!(
+                (failure.class, failure.code.as_str(), failure.sent),
+                (ErrorClass::Transient, "bad_response", Sent::Maybe)
+            );
+        }
+    }
+
+    #[test]
+    fn a_2xx_with_a_failed_message_is_a_failure() {
+        let mut body = success();
+        body["data"]["status"] = json!("failed");
+        let failure = fail(200, body);
+        assert_eq!(
+            (failure.class, failure.code.as_str(), failure.sent),
+            (ErrorClass::Transient, "message_failed", Sent::No)
+        );
+    }
+
+    #[test]
+    fn request_has_path_auth_and_meta_style_text() {
+        let call = whaapy()
+            .request(
+                &job(json!({"type": "text", "text": {"body": "Hola!", "preview_url": true}})),
+                ctx(),
+            )
+            .unwrap();
+        assert_eq!(call.method, Method::POST);
+        assert_eq!(call.path, "/messages/v1");
+        assert_eq!(
+            call.headers.len(),
+            1,
+            "no idempotency header: Whaapy has none"
+        );
+        let (name, value) = &call.headers[0];
+        assert_eq!(name, AUTHORIZATION);
+        assert_eq!(value.to_str().unwrap(), "Bearer wha_unit");
+        assert!(value.is_sensitive());
+        assert_eq!(
+            call.body,
+            json!({"to": TO, "type": "text", "text": {"body": "Hola!", "preview_url": true}})
+        );
+    }
+
+    #[test]
+    fn recipient_keeps_its_plus() {
+        let body = json!({"id": "j", "channel": "c", "to": "5215512345678",
+                          "message": {"type": "text", "text": {"body": "x"}}});
+        let job = crate::job::parse(body.to_string().as_bytes()).unwrap();
+        let call = whaapy().request(&job, ctx()).unwrap();
+        assert_eq!(call.body["to"], json!(TO));
+    }
+
+    #[test]
+    fn every_supported_type_goes_through_as_meta_style() {
+        let messages = [
+            json!({"type": "image", "image": {"link": "https://e.com/i.jpg", "caption": "c"}}),
+            json!({"type": "video", "video": {"id": "123", "caption": "c"}}),
+            json!({"type": "audio", "audio": {"link": "https://e.com/a.ogg"}}),
+            json!({"type": "document", "document": {"link": "https://e.com/f.pdf", "caption": "c", "filename": "f.pdf"}}),
+            json!({"type": "interactive", "interactive": {"type": "button", "body": {"text": "b"},
+                   "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "A"}}]}}}),
+            json!({"type": "interactive", "interactive": {"type": "list", "header": {"type": "text", "text": "h"},
+                   "body": {"text": "b"}, "footer": {"text": "f"},
+                   "action": {"button": "Ver", "sections": [{"title": "s", "rows": [{"id": "r", "title": "R"}]}]}}}),
+        ];
+        for message in messages {
+            let call = whaapy().request(&job(message.clone()), ctx()).unwrap();
+            let mut expected = message.clone();
+            expected["to"] = json!(TO);
+            assert_eq!(call.body, expected, "{}", message["type"]);
+        }
+    }
+
+    #[test]
+    fn templates_get_the_deterministic_policy() {
+        let components = json!([
+            {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/recibo.jpg"}}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "Juan"},
+                {"type": "currency", "currency": {"fallback_value": "$1", "code": "MXN", "amount_1000": 1000}},
+                {"type": "date_time", "date_time": {"fallback_value": "hoy"}}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "0",
+             "parameters": [{"type": "payload", "payload": "p"}]},
+            {"type": "button", "sub_type": "url", "index": 1, "parameters": [{"type": "text", "text": "ENV-789"}]}
+        ]);
+        for language in [
+            json!({"code": "es_MX"}),
+            json!({"code": "es_MX", "policy": "deterministic"}),
+        ] {
+            let message = json!({"type": "template", "template": {"name": "t", "language": language,
+                                 "components": components}});
+            let call = whaapy().request(&job(message), ctx()).unwrap();
+            assert_eq!(
+                call.body,
+                json!({"to": TO, "type": "template", "template": {"name": "t",
+                       "language": {"policy": "deterministic", "code": "es_MX"},
+                       "components": components}})
+            );
+        }
+    }
+
+    #[test]
+    fn types_whaapy_does_not_list_are_unsupported() {
+        for message in [
+            json!({"type": "location", "location": {"latitude": 19.4, "longitude": -99.1}}),
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]}),
+            json!({"type": "sticker", "sticker": {"id": "123"}}),
+            json!({"type": "reaction", "reaction": {"message_id": "wamid.1", "emoji": "👍"}}),
+        ] {
+            let failure = whaapy().request(&job(message.clone()), ctx()).unwrap_err();
+            assert_eq!(
+                (failure.class, failure.code.as_str()),
+                (ErrorClass::Invalid, super::super::UNSUPPORTED),
+                "{message}"
+            );
+            assert!(failure.message.starts_with("whaapy cannot send"));
+        }
+    }
+
+    #[test]
+    fn replies_are_unsupported() {
+        let message = json!({"type": "text", "text": {"body": "x"},
+                             "context": {"message_id": "wamid.PREV"}});
+        let failure = whaapy().request(&job(message), ctx()).unwrap_err();
+        assert_eq!(failure.code, super::super::UNSUPPORTED);
+        assert!(failure.message.contains("message.context"));
+    }
+
+    #[test]
+    fn provider_options_add_fields_and_conversation_id() {
+        let text = json!({"type": "text", "text": {"body": "x"}});
+        let call = whaapy()
+            .request(
+                &job_with(
+                    text.clone(),
+                    Some(json!({CONVERSATION_ID: CONVERSATION, "tag": "a"})),
+                ),
+                ctx(),
+            )
+            .unwrap();
+        assert_eq!(
+            call.body,
+            json!({"to": TO, "conversationId": CONVERSATION, "type": "text",
+                   "text": {"body": "x"}, "tag": "a"})
+        );
+    }
+
+    #[test]
+    fn provider_options_cannot_override_readdress_or_add_content() {
+        let text = json!({"type": "text", "text": {"body": "x"}});
+        for options in [
+            json!({"to": "+34600000000"}),
+            json!({"type": "image"}),
+            json!({"phone_number": "+34600000000"}),
+            json!({"content": "otro texto"}),
+            json!({"templateName": "otro"}),
+            json!({"template_parameters": ["a"]}),
+            json!({"header_media": {"type": "image", "url": "https://e.com/i.jpg"}}),
+            json!({CONVERSATION_ID: "not-a-uuid"}),
+            json!({CONVERSATION_ID: 12}),
+        ] {
+            let failure = whaapy()
+                .request(&job_with(text.clone(), Some(options.clone())), ctx())
+                .unwrap_err();
+            assert_eq!(
+                (failure.class, failure.code.as_str()),
+                (ErrorClass::Invalid, "invalid_field"),
+                "{options}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_unfit_for_a_header_is_an_auth_failure() {
+        let failure = Whaapy::new(Secret::new("wha_bad\nkey"))
+            .request(&job(json!({"type": "text", "text": {"body": "x"}})), ctx())
+            .unwrap_err();
+        assert_eq!(failure.class, ErrorClass::Auth);
+        assert!(!failure.message.contains("wha_bad"));
+    }
 }
