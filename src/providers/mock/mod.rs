@@ -13,6 +13,7 @@ use std::time::Duration;
 mod meta;
 mod waspy;
 mod wazzup;
+mod whaapy;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -200,6 +201,7 @@ pub fn router(core: MockCore) -> Router {
         .merge(waspy::routes())
         .merge(meta::routes())
         .merge(wazzup::routes())
+        .merge(whaapy::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
