@@ -605,3 +605,60 @@ async fn mock_gateway_injected_errors_classify() {
         stop.cancel();
     }
 }
+
+/// The simulator takes the documents' own requests in both styles, answers in the documented
+/// success shape with fresh ids, and refuses types Whaapy does not list in its error shape.
+#[tokio::test]
+async fn mock_gateway_takes_the_documents_requests() {
+    let (core, url, stop) = start_simulator(quiet(0.0, 503)).await;
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        client
+            .post(format!("{url}/messages/v1"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    let requests = [
+        json!({ "to": "+5215512345678",
+                "content": "¡Hola! Gracias por tu mensaje. Te responderemos pronto." }),
+        json!({ "conversationId": "550e8400-e29b-41d4-a716-446655440000",
+                "content": "Gracias por tu paciencia. Ya tenemos tu pedido listo." }),
+        json!({ "to": "+5215512345678", "type": "template", "templateName": "promo_navidad",
+                "template_parameters": ["30%", "25 de diciembre"],
+                "header_media": { "type": "image", "url": "https://example.com/navidad-promo.jpg" } }),
+        json!({ "to": "+5215512345678", "type": "text",
+                "text": { "body": "Mira nuestro catálogo: https://whaapy.com/productos", "preview_url": true } }),
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for request in requests {
+        let response = post(request.clone()).await.expect("answer");
+        assert_eq!(response.status(), 200, "{request}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["messaging_product"], json!("whatsapp"));
+        assert_eq!(body["data"]["id"], body["messages"][0]["id"]);
+        assert_eq!(body["data"]["status"], json!("sent"));
+        assert!(
+            body["messages"][0]["wamid"]
+                .as_str()
+                .unwrap()
+                .starts_with("wamid.")
+        );
+        let id = body["data"]["id"].as_str().unwrap().to_string();
+        assert!(core.message(&id).is_some());
+        assert!(ids.insert(id), "ids are unique");
+    }
+    for request in [
+        json!({ "to": "+5215512345678", "type": "location",
+                "location": { "latitude": 19.43, "longitude": -99.13 } }),
+        json!({ "to": "5215512345678", "content": "sin +" }),
+        json!({ "content": "sin destinatario" }),
+    ] {
+        let response = post(request.clone()).await.expect("answer");
+        assert_eq!(response.status(), 400, "{request}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], json!("validation_error"), "{request}");
+        assert!(body["message"].is_string());
+    }
+    stop.cancel();
+}
