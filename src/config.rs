@@ -154,14 +154,6 @@ impl ProviderKind {
         }
     }
 
-    /// Whether this build has an adapter for the provider.
-    pub fn is_implemented(self) -> bool {
-        matches!(
-            self,
-            Self::Waspy | Self::Meta | Self::Wazzup | Self::Seven | Self::Mock
-        )
-    }
-
     /// Whether the gateway deduplicates a repeated request by our idempotency key, which
     /// makes resending after an ambiguous failure safe. Not seven.io: SPEC §4 counts its
     /// `foreign_id` as idempotency, but its document only says the id is echoed in status
@@ -530,15 +522,6 @@ impl Config {
                         .into(),
                 );
             }
-            if !ch.provider.is_implemented() {
-                push(
-                    at("provider"),
-                    format!(
-                        "provider `{}` is not available in this build yet",
-                        ch.provider.as_str()
-                    ),
-                );
-            }
             if ch.provider != ProviderKind::Mock {
                 match &ch.base_url {
                     None => push(at("base_url"), "required for this provider".into()),
@@ -547,7 +530,8 @@ impl Config {
                     }
                     Some(_) => {}
                 }
-                if ch.sender.is_none() {
+                // Whaapy's API key selects the sending account; every other gateway needs one.
+                if ch.sender.is_none() && ch.provider != ProviderKind::Whaapy {
                     push(at("sender"), "required for this provider".into());
                 }
                 match &ch.api_key_env {

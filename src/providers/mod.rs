@@ -11,6 +11,7 @@ pub mod mock;
 pub mod seven;
 pub mod waspy;
 pub mod wazzup;
+pub mod whaapy;
 
 use std::time::Duration;
 
@@ -201,32 +202,21 @@ impl Gateway {
         api_key: Option<Secret>,
     ) -> anyhow::Result<Self> {
         let sender = channel.sender.clone().unwrap_or_default();
+        let key = || {
+            api_key
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))
+        };
         let adapter: Box<dyn Adapter> = match channel.provider {
             ProviderKind::Mock => {
                 return Ok(Self::Mock(mock::InProcess::new(channel.mock.clone())));
             }
-            ProviderKind::Waspy => Box::new(waspy::Waspy::new(
-                sender,
-                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
-            )),
-            ProviderKind::Meta => Box::new(meta::Meta::new(
-                sender,
-                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
-                channel,
-            )),
-            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(
-                sender,
-                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
-                channel,
-            )),
-            ProviderKind::Seven => Box::new(seven::Seven::new(
-                sender,
-                api_key.ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?,
-            )),
-            other => anyhow::bail!(
-                "channel {name}: provider {} is not available in this build",
-                other.as_str()
-            ),
+            ProviderKind::Waspy => Box::new(waspy::Waspy::new(sender, key()?)),
+            ProviderKind::Meta => Box::new(meta::Meta::new(sender, key()?, channel)),
+            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(sender, key()?, channel)),
+            ProviderKind::Seven => Box::new(seven::Seven::new(sender, key()?)),
+            // Whaapy's key selects the account and its number: no sender.
+            ProviderKind::Whaapy => Box::new(whaapy::Whaapy::new(key()?)),
         };
         let base_url = channel
             .base_url

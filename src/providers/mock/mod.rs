@@ -14,6 +14,7 @@ mod meta;
 mod seven;
 mod waspy;
 mod wazzup;
+mod whaapy;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -202,6 +203,7 @@ pub fn router(core: MockCore) -> Router {
         .merge(meta::routes())
         .merge(wazzup::routes())
         .merge(seven::routes())
+        .merge(whaapy::routes())
         .route("/_mock/stats", get(stats))
         .with_state(core)
 }
