@@ -235,6 +235,24 @@ impl TestApp {
             .expect("worker starts");
         self.http = Some(format!("http://{}", running.http_addr));
         self.worker = Some((token, running.task));
+        self.wait_ready().await;
+    }
+
+    /// Wait (up to 15 s) until the worker's `/readyz` says it is connected to both services.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker not ready within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The worker's listener URL for `path`.
@@ -525,6 +543,9 @@ delay_tiers = ["1s", "5s"]
 [redis]
 url = "{redis}"
 prefix = "{prefix}"
+# Several worker processes run at once: each takes a free port.
+[http]
+listen = "127.0.0.1:0"
 [worker]
 {worker_toml}
 {channels_toml}
