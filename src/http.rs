@@ -33,6 +33,10 @@ use crate::receipts::{self, WebhookRequest};
 /// Header naming the channel a receipt came in on.
 pub const CHANNEL_HEADER: &str = amqp_headers::CHANNEL;
 
+/// Header carrying the gateway's own event-name header (Whaapy's `X-Webhook-Event`), which
+/// the receipt parser may need when the body does not name the event.
+pub const EVENT_HEADER: &str = "x-mensajero-webhook-event";
+
 /// How long the listener waits for the broker to confirm a receipt before answering 503:
 /// under seven.io's 5 s webhook timeout, so the gateway sees our answer, not its own timeout.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(4);
@@ -252,6 +256,12 @@ async fn webhook(
         CHANNEL_HEADER.into(),
         AMQPValue::LongString(channel.as_str().into()),
     );
+    if let Some(event) = headers
+        .get(receipts::whaapy::EVENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        table.insert(EVENT_HEADER.into(), AMQPValue::LongString(event.into()));
+    }
     // The receipt's age (for the unknown-id retry window and the lag metric) counts from here.
     table.insert(
         amqp_headers::FIRST_SEEN.into(),

@@ -43,6 +43,9 @@ sender = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
 provider = "seven"
 sender = "4915112345678"
 {common}
+[channels.whaapy-mx]
+provider = "whaapy"
+{common}
 [channels.demo]
 provider = "mock"
 webhook_secret_env = "T_HOOK"
@@ -70,6 +73,7 @@ fn provider_of(channel: &str) -> ProviderKind {
         "meta-mx" => ProviderKind::Meta,
         "wazzup-ru" => ProviderKind::Wazzup,
         "seven-de" => ProviderKind::Seven,
+        "whaapy-mx" => ProviderKind::Whaapy,
         _ => ProviderKind::Mock,
     }
 }
@@ -206,6 +210,46 @@ async fn wazzup_receipts_become_outcomes_in_order_once() {
 async fn seven_receipts_become_outcomes_in_order_once() {
     let (app, _gw) = app("rc-seven", "").await;
     chain(&app, "seven-de").await;
+}
+
+#[tokio::test]
+async fn whaapy_receipts_become_outcomes_in_order_once() {
+    let (app, _gw) = app("rc-whaapy", "").await;
+    chain(&app, "whaapy-mx").await;
+}
+
+/// Whaapy may name the event only in its `X-Webhook-Event` header: the receipt consumer still
+/// sees it although the listener queues nothing but the body (and that header).
+#[tokio::test]
+async fn whaapy_event_named_only_in_the_header_is_applied() {
+    let (app, _gw) = app("rc-whaapy-hdr", "").await;
+    let sent = send(&app, "hdr-only", "whaapy-mx").await;
+    let id = sent.provider_message_id.unwrap();
+    let body = serde_json::to_vec(&json!({"data": {"id": id}})).unwrap();
+    let url = app.url("/webhooks/whaapy-mx");
+    let mut request = reqwest::Client::new().post(&url).body(body.clone());
+    for (name, value) in receipts::sign(
+        ProviderKind::Whaapy,
+        &Secret::new(HOOK_SECRET),
+        "POST",
+        &url,
+        &body,
+        Utc::now(),
+    ) {
+        request = request.header(name, value);
+    }
+    let status = request
+        .header("x-webhook-event", "message.delivered")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let delivered = app.next_outcome().await;
+    assert_eq!(
+        (delivered.job_id.as_str(), delivered.status),
+        ("hdr-only", Status::Delivered)
+    );
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::{Disposition, Shared, TaskError, publish_outcome, settle, with_redis};
 use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
-use crate::http::CHANNEL_HEADER;
+use crate::http::{CHANNEL_HEADER, EVENT_HEADER};
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
-use crate::receipts::{self, Parsed, Receipt};
+use crate::receipts::{self, Parsed, Receipt, WebhookRequest};
 use crate::retry::ErrorClass;
 use crate::tracking::{self, Tracked};
 
@@ -77,7 +77,21 @@ async fn handle(
         .await;
     };
     let provider = channel.gateway.provider();
-    let items = match receipts::parse(provider, &delivery.data) {
+    // The listener kept the one header a parser may need (Whaapy's event name).
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(event) = header_text(delivery, EVENT_HEADER)
+        .and_then(|e| reqwest::header::HeaderValue::from_str(&e).ok())
+    {
+        headers.insert(receipts::whaapy::EVENT_HEADER, event);
+    }
+    let request = WebhookRequest {
+        method: "POST",
+        url: "",
+        headers: &headers,
+        query: None,
+        body: &delivery.data,
+    };
+    let items = match receipts::parse_request(provider, &request) {
         Ok(Parsed::Receipts(items)) => items,
         Ok(Parsed::Probe) => return Ok(Disposition::Ack),
         Err(e) => {
