@@ -459,6 +459,30 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// Queue a raw receipt body for the receipt lane: the channel it came in on and the time
+    /// it arrived (its age bounds the unknown-id retries) travel in headers, with `extra`.
+    pub async fn receipt(
+        &self,
+        topology: &Topology,
+        channel: &str,
+        body: &[u8],
+        mut extra: FieldTable,
+    ) -> Result<(), PublishError> {
+        extra.insert(
+            headers::CHANNEL.into(),
+            AMQPValue::LongString(channel.into()),
+        );
+        extra.insert(
+            headers::FIRST_SEEN.into(),
+            AMQPValue::LongLongInt(Utc::now().timestamp_millis()),
+        );
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(extra);
+        self.publish(&topology.jobs_exchange, RECEIPT_KEY, body, properties)
+            .await
+    }
+
     /// Park a job in the delay queue for `wait` (see [`Topology::tier_for`]): the original
     /// body and properties, `carried` in the headers, routed back to `lane` when its TTL ends.
     pub async fn park(

@@ -19,13 +19,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use tokio::sync::RwLock;
 use tracing::{debug, warn};
 
-use crate::broker::{self, Publisher, Topology, headers as amqp_headers};
+use crate::broker::{Publisher, Topology, headers as amqp_headers};
 use crate::config::{Config, ProviderKind, Secret};
 use crate::metrics::Metrics;
 use crate::receipts::{self, WebhookRequest};
@@ -251,31 +250,14 @@ async fn webhook(
         inner.metrics.receipt(provider, "unavailable");
         return (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n").into_response();
     };
-    let mut table = FieldTable::default();
-    table.insert(
-        CHANNEL_HEADER.into(),
-        AMQPValue::LongString(channel.as_str().into()),
-    );
+    let mut extra = FieldTable::default();
     if let Some(event) = headers
         .get(receipts::whaapy::EVENT_HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        table.insert(EVENT_HEADER.into(), AMQPValue::LongString(event.into()));
+        extra.insert(EVENT_HEADER.into(), AMQPValue::LongString(event.into()));
     }
-    // The receipt's age (for the unknown-id retry window and the lag metric) counts from here.
-    table.insert(
-        amqp_headers::FIRST_SEEN.into(),
-        AMQPValue::LongLongInt(Utc::now().timestamp_millis()),
-    );
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_headers(table);
-    let publish = publisher.publish(
-        &inner.topology.jobs_exchange,
-        broker::RECEIPT_KEY,
-        &body,
-        properties,
-    );
+    let publish = publisher.receipt(&inner.topology, &channel, &body, extra);
     match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
         Ok(Ok(())) => {
             debug!(channel, bytes = body.len(), "receipt accepted");

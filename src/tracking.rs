@@ -48,7 +48,13 @@ pub struct Tracker {
     record: Script,
     unlock: Script,
     advance: Script,
+    schedule: Script,
+    due: Script,
 }
+
+/// Polls of one message at most: at `poll_after`, then at doubling intervals (63 ×
+/// `poll_after` in all), after which a message with no final status is left to receipts.
+pub const MAX_POLLS: u32 = 6;
 
 // KEYS[1] record; ARGV: ttl_ms, then field/value pairs. A record that exists keeps its status
 // (a re-published `sent` after a crash must not undo a `read` that came in meanwhile).
@@ -81,6 +87,38 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 "#;
 
+// KEYS[1] poll set; ARGV: id, after_ms. Redis' clock, like the dedupe leases.
+const SCHEDULE: &str = r#"
+local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"#;
+
+// KEYS[1] poll set; ARGV: limit, base_ms, max_polls, record key prefix. Claims the due ids:
+// each is moved on to its next poll time before it is returned, so two workers never poll
+// one message at once; messages whose record is gone or final leave the set.
+const DUE: &str = r#"
+local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for _, id in ipairs(ids) do
+  local record = ARGV[4] .. id
+  local status = redis.call('HGET', record, 'status')
+  if (not status) or status == 'read' or status == 'failed' then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    local n = redis.call('HINCRBY', record, 'polls', 1)
+    if n >= tonumber(ARGV[3]) then
+      redis.call('ZREM', KEYS[1], id)
+    else
+      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) * (2 ^ n), id)
+    end
+    table.insert(out, id)
+  end
+end
+return out
+"#;
+
 impl Tracker {
     /// A tracker on `redis` with keys under `prefix`, keeping records for `ttl`.
     pub fn new(redis: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
@@ -91,12 +129,54 @@ impl Tracker {
             record: Script::new(RECORD),
             unlock: Script::new(UNLOCK),
             advance: Script::new(ADVANCE),
+            schedule: Script::new(SCHEDULE),
+            due: Script::new(DUE),
         }
     }
 
     /// The Redis key of a sent message's record.
     pub fn key(&self, channel: &str, provider_message_id: &str) -> String {
         format!("{}:msg:{channel}:{provider_message_id}", self.prefix)
+    }
+
+    fn poll_key(&self, channel: &str) -> String {
+        format!("{}:poll:{channel}", self.prefix)
+    }
+
+    /// Poll a sent message's status `after` from now unless a final receipt comes first.
+    pub async fn schedule_poll(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        after: Duration,
+    ) -> Result<(), DedupeError> {
+        let _: i64 = self
+            .schedule
+            .key(self.poll_key(channel))
+            .arg(provider_message_id)
+            .arg(millis(after))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Claim up to `limit` messages of `channel` whose poll is due (see [`MAX_POLLS`]).
+    pub async fn due_polls(
+        &self,
+        channel: &str,
+        limit: usize,
+        poll_after: Duration,
+    ) -> Result<Vec<String>, DedupeError> {
+        let ids: Vec<String> = self
+            .due
+            .key(self.poll_key(channel))
+            .arg(limit)
+            .arg(millis(poll_after))
+            .arg(MAX_POLLS)
+            .arg(format!("{}:msg:{channel}:", self.prefix))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(ids)
     }
 
     fn lock_key(&self, channel: &str, provider_message_id: &str) -> String {

@@ -36,6 +36,7 @@ use crate::ratelimit::{Limits, Permit, RateLimiter};
 use crate::retry::{ErrorClass, Failure, Schedule, Sent};
 use crate::tracking::{Tracked, Tracker};
 
+mod poll;
 mod receipts;
 
 /// A configured channel, ready to send.
@@ -268,6 +269,7 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
     shared.live.set_publisher(Some(publisher.clone())).await;
     shared.metrics.set_ready(shared.live.ready());
     let sampler = tokio::spawn(sample_queues(shared.clone(), setup));
+    let poller = tokio::spawn(poll::run(shared.clone(), publisher.clone()));
     let worker = &shared.config.worker;
     let receipts = &shared.config.receipts;
     let lanes = [
@@ -295,6 +297,7 @@ async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
         run_lane(shared, &connection, &publisher, lanes[2], &stop),
     );
     sampler.abort();
+    poller.abort();
     shared.live.set_publisher(None).await;
     let _ = connection.close(200, "session over".into()).await;
     transactional.and(bulk).and(receipts)?;
@@ -1122,12 +1125,13 @@ impl<'a> JobTask<'a> {
                 metadata: self.job.metadata.clone(),
                 channels_tried: self.carried.tried.clone(),
             };
-            self.redis(|| {
-                self.shared
-                    .tracker
-                    .record_sent(&self.channel.name, id, &tracked)
-            })
-            .await?;
+            let tracker = &self.shared.tracker;
+            self.redis(|| tracker.record_sent(&self.channel.name, id, &tracked))
+                .await?;
+            if let Some(after) = self.channel.config.poll_after {
+                self.redis(|| tracker.schedule_poll(&self.channel.name, id, after))
+                    .await?;
+            }
         }
         Ok(Disposition::Ack)
     }

@@ -468,3 +468,47 @@ async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
         .unwrap();
     assert_eq!(body, json!({"amqp": true, "redis": true}));
 }
+
+/// Polling fills a lost receipt (Waspy's `GET /api/v2/messages/{id}`): no webhook comes, the
+/// poller asks once the message is `poll_after` old, and the answer becomes outcomes; a final
+/// status ends the polling.
+#[tokio::test]
+async fn polling_fills_in_receipts_that_never_came() {
+    use wiremock::matchers::{header as header_is, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/messages"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "data": {"id": "msg-polled", "status": "queued"}, "meta": {"requestId": "r"}
+        })))
+        .mount(&gateway)
+        .await;
+    // The document's answer, read by now.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/messages/msg-polled"))
+        .and(header_is("authorization", "Bearer key_0123456789"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"id": "msg-polled", "conversationId": "conv-uuid", "direction": "outbound",
+                     "type": "text", "content": {"text": {"body": "Hola"}}, "status": "read",
+                     "waMessageId": "wamid.HBgLNT", "errorCode": null, "errorMessage": null,
+                     "createdAt": "2026-04-13T15:00:00.000Z"},
+            "meta": {"requestId": "r2"}
+        })))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    let prefix = unique_prefix("rc-poll");
+    let channel = channels(&gateway.uri()).replace(
+        "provider = \"waspy\"\n",
+        "provider = \"waspy\"\npoll_after = \"1s\"\n",
+    );
+    let app = TestApp::spawn(common::config(&prefix, &channel, ENV)).await;
+    send(&app, "polled", "waspy-ar").await;
+    let events = app.outcomes(2).await;
+    let statuses: Vec<_> = events.iter().map(|o| (o.status, o.inferred)).collect();
+    assert_eq!(statuses, [(Status::Delivered, true), (Status::Read, false)]);
+    assert!(events.iter().all(|o| o.job_id == "polled"));
+    // `read` is final: no second poll (the mock's expect(1) is checked when it drops).
+    app.assert_quiet(Duration::from_secs(3)).await;
+}

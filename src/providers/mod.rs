@@ -93,6 +93,14 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Classify the gateway's answer.
     fn response(&self, reply: &HttpReply) -> SendResult;
+
+    /// The request asking the gateway for a sent message's current status, for gateways that
+    /// offer one (Waspy's `GET /api/v2/messages/{id}`): receipts lost on the way can be
+    /// filled in by polling (SPEC §6). Its answer body must be readable by this provider's
+    /// receipt parser. `None` where the gateway has no such endpoint.
+    fn status_request(&self, _provider_message_id: &str) -> Option<HttpCall> {
+        None
+    }
 }
 
 /// An adapter plus the HTTP client that runs its calls.
@@ -147,6 +155,35 @@ impl HttpGateway {
             headers,
             body,
         })
+    }
+
+    /// Ask the gateway for a sent message's status. `None` when it has no status endpoint;
+    /// otherwise the raw answer (any status code), or why there was none.
+    pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
+        let call = self.adapter.status_request(provider_message_id)?;
+        let url = format!("{}{}", self.base_url, call.path);
+        let mut request = self.client.request(call.method, &url);
+        for (name, value) in call.headers {
+            request = request.header(name, value);
+        }
+        let answer = async {
+            let response = request.send().await.map_err(transport_failure)?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|e| {
+                Failure::new(
+                    ErrorClass::Transient,
+                    "read_error",
+                    format!("reading the answer failed: {}", without_url(&e)),
+                )
+            })?;
+            Ok(HttpReply {
+                status,
+                headers,
+                body,
+            })
+        };
+        Some(answer.await)
     }
 }
 
@@ -258,6 +295,14 @@ impl Gateway {
             Self::Mock(m) => m.send(job, ctx).await,
         }
     }
+
+    /// Ask for a sent message's status, where the gateway has an endpoint for it.
+    pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
+        match self {
+            Self::Http(g) => g.status(provider_message_id).await,
+            Self::Mock(_) => None,
+        }
+    }
 }
 
 /// Code of failures for messages a gateway cannot express.
@@ -288,6 +333,20 @@ pub fn merge_options(body: &mut Map<String, Value>, job: &Job) -> Result<(), Fai
         body.insert(key.clone(), value.clone());
     }
     Ok(())
+}
+
+/// `id` as one URL path segment: unreserved characters as they are, the rest percent-encoded,
+/// so a gateway's id can never reach another path.
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Find an error code in the JSON body shapes gateways use: `{"error":{"code"}}`,

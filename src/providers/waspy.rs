@@ -113,6 +113,21 @@ impl Adapter for Waspy {
         })
     }
 
+    fn status_request(&self, provider_message_id: &str) -> Option<HttpCall> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose())).ok()?;
+        auth.set_sensitive(true);
+        // The answer's `data` has the webhook's `id` and `status`: the receipt parser reads it.
+        Some(HttpCall {
+            method: Method::GET,
+            path: format!(
+                "/api/v2/messages/{}",
+                super::path_segment(provider_message_id)
+            ),
+            headers: vec![(AUTHORIZATION, auth)],
+            body: Value::Null,
+        })
+    }
+
     fn response(&self, reply: &HttpReply) -> SendResult {
         let json = reply.json();
         if (200..300).contains(&reply.status) {
@@ -315,6 +330,18 @@ mod tests {
             (failure.class, failure.sent),
             (ErrorClass::Transient, Sent::Maybe)
         );
+    }
+
+    #[test]
+    fn status_request_is_the_documented_get_with_the_id_as_one_segment() {
+        let call = waspy().status_request("msg-uuid").unwrap();
+        assert_eq!(call.method, Method::GET);
+        assert_eq!(call.path, "/api/v2/messages/msg-uuid");
+        assert_eq!(call.headers.len(), 1);
+        assert!(call.headers[0].1.is_sensitive());
+        // An id from a gateway never reaches another path.
+        let call = waspy().status_request("../x?y=1").unwrap();
+        assert_eq!(call.path, "/api/v2/messages/..%2Fx%3Fy%3D1");
     }
 
     #[test]
