@@ -1,0 +1,509 @@
+//! Fault campaigns (issue "reliability proof"): real worker processes (3 replicas), real
+//! RabbitMQ and Redis, and the mock gateway, under the faults that break message queues —
+//! `kill -9`, broker connections cut, Redis unreachable, a gateway that fails then crawls then
+//! hangs, and rolling SIGTERM restarts. Each campaign ends by checking the invariants: every
+//! job has exactly one terminal outcome, every outcome chain is in order, the gateway sent each
+//! key once (repeats answered from its idempotency cache), and the dead-letter queue is empty.
+//!
+//! The suite runs a short version of each (`CHAOS_JOBS`, default 300 jobs). The long version is
+//! `scripts/chaos.sh` (5,000 jobs per scenario, release build). Each scenario prints one line:
+//! jobs, faults injected, lost, duplicated, time.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use common::{Proxy, TestApp, WorkerProcess, host_port, unique_prefix};
+use mensajero::config::MockOptions;
+use mensajero::outcome::{EventKind, Outcome, Status};
+use mensajero::providers::mock::{self, MockCore};
+use rand::Rng;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const REPLICAS: usize = 3;
+const KEY: &str = "wspy_chaos_key";
+
+fn jobs() -> usize {
+    std::env::var("CHAOS_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300)
+}
+
+/// Scales a fault's duration: the long runner keeps the issue's numbers, the suite shortens them.
+fn long() -> bool {
+    jobs() >= 2000
+}
+
+/// What the gateway does right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Normal,
+    /// Every send answered 503.
+    Unavailable,
+    /// Every send waits this long, then is processed (a timeout past the worker's HTTP timeout
+    /// leaves the gateway sending what the worker gave up on: idempotency must absorb it).
+    Slow(Duration),
+}
+
+/// What the gateway's fault layer did: requests refused with 503, requests delayed.
+#[derive(Default)]
+struct FaultCounts {
+    refused: std::sync::atomic::AtomicU64,
+    delayed: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+struct Gateway {
+    core: MockCore,
+    phase: Arc<(Mutex<Phase>, FaultCounts)>,
+    url: String,
+    _stop: Arc<CancellationToken>,
+}
+
+impl Gateway {
+    async fn start() -> Self {
+        let core = MockCore::new(MockOptions {
+            latency: Duration::from_millis(20),
+            ..MockOptions::default()
+        });
+        let phase = Arc::new((Mutex::new(Phase::Normal), FaultCounts::default()));
+        let router = mock::router(core.clone())
+            .layer(axum::middleware::from_fn_with_state(phase.clone(), faults));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        });
+        Self {
+            core,
+            phase,
+            url,
+            _stop: Arc::new(stop),
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.phase.0.lock().unwrap() = phase;
+    }
+}
+
+async fn faults(
+    State(state): State<Arc<(Mutex<Phase>, FaultCounts)>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    if request.uri().path().starts_with("/_mock") {
+        return next.run(request).await;
+    }
+    let (phase, counts) = &*state;
+    let now = *phase.lock().unwrap();
+    match now {
+        Phase::Normal => next.run(request).await,
+        Phase::Unavailable => {
+            counts.refused.fetch_add(1, Relaxed);
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": {"code": "UNAVAILABLE", "message": "maintenance"}})),
+            )
+                .into_response()
+        }
+        Phase::Slow(wait) => {
+            counts.delayed.fetch_add(1, Relaxed);
+            // A real gateway finishes a request whose client gave up: run it on its own task,
+            // so a worker's timeout leaves a message sent that it does not know about.
+            let finish = tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                next.run(request).await
+            });
+            finish
+                .await
+                .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+    }
+}
+
+/// Which connections go through a proxy the campaign can cut.
+#[derive(Default, Clone, Copy)]
+struct Wiring {
+    amqp_proxy: bool,
+    redis_proxy: bool,
+}
+
+/// One campaign: the broker slice, the gateway, the replicas and what was seen.
+struct Campaign {
+    name: &'static str,
+    app: TestApp,
+    gateway: Gateway,
+    amqp: Option<Proxy>,
+    redis: Option<Proxy>,
+    config: std::path::PathBuf,
+    workers: Vec<Option<WorkerProcess>>,
+    jobs: usize,
+    faults: usize,
+    started: Instant,
+    /// Distinct outcome events per job, in arrival order.
+    seen: HashMap<String, Vec<Outcome>>,
+}
+
+impl Campaign {
+    async fn new(name: &'static str, wiring: Wiring) -> Self {
+        let services = common::services();
+        let app = TestApp::new(common::config(&unique_prefix(name), "", &[])).await;
+        let gateway = Gateway::start().await;
+        let amqp = if wiring.amqp_proxy {
+            Some(Proxy::start(&host_port(&services.amqp_url)).await)
+        } else {
+            None
+        };
+        let redis = if wiring.redis_proxy {
+            Some(Proxy::start(&host_port(&services.redis_url)).await)
+        } else {
+            None
+        };
+        let through = |url: &str, proxy: &Option<Proxy>| match proxy {
+            Some(p) => url.replacen(&host_port(url), &p.addr.to_string(), 1),
+            None => url.to_string(),
+        };
+        let text = format!(
+            r#"
+[amqp]
+url = "{amqp}"
+prefix = "{prefix}"
+delay_tiers = ["1s", "5s"]
+[redis]
+url = "{redis}"
+prefix = "{prefix}"
+[http]
+listen = "127.0.0.1:0"
+[worker]
+max_in_flight = 128
+prefetch = 128
+lease = "6s"
+shutdown_grace = "20s"
+inline_wait = "1s"
+[channels.waspy-ar]
+provider = "waspy"
+base_url = "{gateway}"
+api_key_env = "WASPY_CHAOS_KEY"
+sender = "550e8400-e29b-41d4-a716-446655440000"
+timeout = "2s"
+# Paced so that every fault meets jobs in flight: about 8 s of sending in the suite, a
+# minute in the long runner.
+rate_per_second = {rate}
+rate_burst = 10
+max_attempts = 1000
+max_age = "30m"
+retry_schedule = ["300ms", "1s", "2s"]
+"#,
+            amqp = through(&services.amqp_url, &amqp),
+            redis = through(&services.redis_url, &redis),
+            prefix = app.prefix,
+            gateway = gateway.url,
+            rate = (jobs() / if long() { 60 } else { 8 }).max(10),
+        );
+        let config = std::env::temp_dir().join(format!("{}.toml", app.prefix));
+        std::fs::write(&config, text).unwrap();
+        let jobs = jobs();
+        for i in 0..jobs {
+            app.enqueue(&json!({
+                "id": format!("{name}-{i}"),
+                "channel": "waspy-ar",
+                "to": "+5491126032641",
+                "message": {"type": "text", "text": {"body": format!("mensaje {i}")}}
+            }))
+            .await;
+        }
+        let mut campaign = Self {
+            name,
+            app,
+            gateway,
+            amqp,
+            redis,
+            config,
+            workers: Vec::new(),
+            jobs,
+            faults: 0,
+            started: Instant::now(),
+            seen: HashMap::new(),
+        };
+        for _ in 0..REPLICAS {
+            let worker = campaign.spawn_worker();
+            campaign.workers.push(Some(worker));
+        }
+        campaign
+    }
+
+    fn spawn_worker(&self) -> WorkerProcess {
+        WorkerProcess::start(&self.config, &[("WASPY_CHAOS_KEY", KEY)])
+    }
+
+    /// Jobs with a terminal outcome so far.
+    fn finished(&self) -> usize {
+        self.seen
+            .values()
+            .filter(|events| events.iter().any(|o| is_terminal(o)))
+            .count()
+    }
+
+    /// Take every outcome that arrives within `wait`.
+    async fn collect(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let Some(outcome) = self.app.try_next_outcome(left).await else {
+                return;
+            };
+            let events = self.seen.entry(outcome.job_id.clone()).or_default();
+            // At least once: a re-published event keeps its event_id.
+            if !events.iter().any(|o| o.event_id == outcome.event_id) {
+                events.push(outcome);
+            }
+        }
+    }
+
+    /// Collect until every job is finished, or `limit` passes.
+    async fn finish(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.finished() < self.jobs && Instant::now() < deadline {
+            self.collect(Duration::from_millis(500)).await;
+        }
+        // Late repeats (a killed worker's job finished twice) would show up now.
+        self.collect(Duration::from_millis(1500)).await;
+    }
+
+    /// Check the invariants, print the scenario's line, and fail the test on any violation.
+    async fn verify(mut self) {
+        let mut lost = Vec::new();
+        let mut duplicated = Vec::new();
+        let mut disordered = Vec::new();
+        let mut sent = 0;
+        for i in 0..self.jobs {
+            let id = format!("{}-{i}", self.name);
+            let events = self.seen.get(&id).cloned().unwrap_or_default();
+            let terminal: Vec<&Outcome> = events.iter().filter(|o| is_terminal(o)).collect();
+            match terminal.len() {
+                0 => lost.push(id.clone()),
+                1 => {}
+                _ => duplicated.push(id.clone()),
+            }
+            if terminal.iter().any(|o| o.status == Status::Sent) {
+                sent += 1;
+            }
+            let ranks: Vec<u8> = events
+                .iter()
+                .filter(|o| o.event == EventKind::Status)
+                .map(|o| rank(o.status))
+                .collect();
+            if ranks.windows(2).any(|w| w[0] >= w[1]) {
+                disordered.push(id);
+            }
+        }
+        let stats = self.gateway.core.stats();
+        let dead = self
+            .app
+            .settled_queue_len(&self.app.topology.dead_queue, 0)
+            .await;
+        let line = format!(
+            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  time {:>6.1}s",
+            self.name,
+            self.jobs,
+            self.faults,
+            lost.len(),
+            duplicated.len(),
+            disordered.len(),
+            stats.sent,
+            stats.replayed,
+            stats.requests,
+            self.gateway
+                .phase
+                .1
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.gateway
+                .phase
+                .1
+                .delayed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            dead,
+            self.started.elapsed().as_secs_f64()
+        );
+        eprintln!("{line}");
+        for worker in self.workers.iter_mut().flatten() {
+            worker.signal("-TERM");
+        }
+        for worker in self.workers.drain(..).flatten() {
+            let _ = worker.wait(Duration::from_secs(30)).await;
+        }
+        let _ = std::fs::remove_file(&self.config);
+        assert!(
+            lost.is_empty(),
+            "{line}\nlost: {:?}",
+            &lost[..lost.len().min(10)]
+        );
+        assert!(duplicated.is_empty(), "{line}\nduplicated: {duplicated:?}");
+        assert!(
+            disordered.is_empty(),
+            "{line}\nout of order: {disordered:?}"
+        );
+        assert_eq!(
+            sent, self.jobs,
+            "{line}\nevery job is sendable: all must end sent"
+        );
+        // The gateway sent each key once: its idempotency absorbed every repeat.
+        assert_eq!(stats.sent as usize, self.jobs, "{line}");
+        assert_eq!(dead, 0, "{line}");
+        drop(self.amqp.take());
+        drop(self.redis.take());
+    }
+}
+
+fn is_terminal(o: &Outcome) -> bool {
+    o.event == EventKind::Status && matches!(o.status, Status::Sent | Status::Failed)
+}
+
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Queued => 0,
+        Status::Sent => 1,
+        Status::Delivered => 2,
+        Status::Read => 3,
+        Status::Failed => 4,
+    }
+}
+
+/// How long a campaign may take before it counts its losses.
+fn limit() -> Duration {
+    Duration::from_secs(if long() { 900 } else { 120 })
+}
+
+#[tokio::test]
+async fn chaos_kill_9_a_random_worker_every_few_seconds() {
+    let mut c = Campaign::new("kill9", Wiring::default()).await;
+    let deadline = Instant::now() + limit();
+    while c.finished() < c.jobs && Instant::now() < deadline {
+        let pause = rand::rng().random_range(1500..3500);
+        c.collect(Duration::from_millis(pause)).await;
+        if c.finished() >= c.jobs {
+            break;
+        }
+        let victim = rand::rng().random_range(0..REPLICAS);
+        if let Some(worker) = c.workers[victim].take() {
+            worker.signal("-KILL");
+            let _ = worker.wait(Duration::from_secs(10)).await;
+        }
+        c.faults += 1;
+        c.workers[victim] = Some(c.spawn_worker());
+    }
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+#[tokio::test]
+async fn chaos_broker_connections_cut_repeatedly() {
+    let mut c = Campaign::new(
+        "amqpcut",
+        Wiring {
+            amqp_proxy: true,
+            ..Wiring::default()
+        },
+    )
+    .await;
+    let deadline = Instant::now() + limit();
+    while c.finished() < c.jobs && Instant::now() < deadline {
+        c.collect(Duration::from_millis(2500)).await;
+        if c.finished() >= c.jobs {
+            break;
+        }
+        let proxy = c.amqp.as_ref().unwrap();
+        proxy.cut();
+        c.faults += 1;
+        c.collect(Duration::from_millis(800)).await;
+        c.amqp.as_ref().unwrap().restore();
+    }
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+#[tokio::test]
+async fn chaos_redis_unreachable_for_10_s() {
+    let mut c = Campaign::new(
+        "redisdown",
+        Wiring {
+            redis_proxy: true,
+            ..Wiring::default()
+        },
+    )
+    .await;
+    // Let some jobs through first, so the outage meets jobs in every state.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.finished() < c.jobs / 5 && Instant::now() < deadline {
+        c.collect(Duration::from_millis(100)).await;
+    }
+    c.redis.as_ref().unwrap().cut();
+    c.faults += 1;
+    c.collect(Duration::from_secs(10)).await;
+    c.redis.as_ref().unwrap().restore();
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+#[tokio::test]
+async fn chaos_gateway_fails_then_crawls_then_hangs_then_recovers() {
+    let mut c = Campaign::new("gateway", Wiring::default()).await;
+    let scale =
+        |long_s: u64, short_s: u64| Duration::from_secs(if long() { long_s } else { short_s });
+    c.collect(Duration::from_millis(500)).await;
+    // 503 for 30 s, then 2 s per answer, then answers past the worker's 2 s timeout (the
+    // gateway still sends: only its idempotency keeps the retries from sending again).
+    for (phase, length) in [
+        (Phase::Unavailable, scale(30, 6)),
+        (
+            Phase::Slow(Duration::from_secs(2) - Duration::from_millis(300)),
+            scale(20, 4),
+        ),
+        (Phase::Slow(Duration::from_secs(4)), scale(20, 5)),
+    ] {
+        c.gateway.set(phase);
+        c.faults += 1;
+        c.collect(length).await;
+    }
+    c.gateway.set(Phase::Normal);
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+#[tokio::test]
+async fn chaos_rolling_sigterm_restart_of_every_replica() {
+    let mut c = Campaign::new("rolling", Wiring::default()).await;
+    c.collect(Duration::from_millis(500)).await;
+    for i in 0..REPLICAS {
+        if let Some(worker) = c.workers[i].take() {
+            worker.signal("-TERM");
+            let status = worker.wait(Duration::from_secs(30)).await;
+            assert!(
+                status.success(),
+                "SIGTERM must end the worker cleanly: {status}"
+            );
+        }
+        c.faults += 1;
+        c.workers[i] = Some(c.spawn_worker());
+        c.collect(Duration::from_millis(1500)).await;
+    }
+    c.finish(limit()).await;
+    c.verify().await;
+}
