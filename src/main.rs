@@ -255,6 +255,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 latency,
                 error_rate,
                 error_status,
+                ..MockOptions::default()
             });
             let shutdown = shutdown_signal();
             mock::serve(listener, core, async move { shutdown.cancelled().await }).await?;

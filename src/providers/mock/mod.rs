@@ -11,20 +11,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod meta;
+mod script;
 mod seven;
 mod waspy;
 mod wazzup;
 mod whaapy;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rand::Rng;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+pub use script::{InjectedError, Script, Target};
 
 use super::{Accepted, SendContext, SendResult};
-use crate::config::MockOptions;
+use crate::config::{MockOptions, ScriptRule};
 use crate::job::Job;
 use crate::retry::Failure;
 
@@ -35,8 +40,21 @@ pub enum Decision {
     Sent(String),
     /// Already sent under this key: the original id, replayed.
     Replayed(String),
-    /// An injected error with this HTTP status.
-    Error(u16),
+    /// An injected error (random or scripted), which each API renders in its own body.
+    Error(InjectedError),
+}
+
+/// One send request as a simulated API hands it to the core.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The request path, which script rules match.
+    pub path: String,
+    /// The recipient as the API writes it, which script rules match by digits.
+    pub to: Option<String>,
+    /// The gateway's idempotency key, if the request carries one.
+    pub key: Option<String>,
+    /// The request body, kept for `GET /api/v2/messages/{id}`.
+    pub body: Value,
 }
 
 /// Counters a test or benchmark reads back.
@@ -48,10 +66,14 @@ pub struct Stats {
     pub sent: u64,
     /// Requests answered from the idempotency cache.
     pub replayed: u64,
-    /// Injected errors.
+    /// Injected errors, random and scripted.
     pub errors: u64,
+    /// Of `errors`, those a script rule answered.
+    pub scripted: u64,
     /// Requests per idempotency key.
     pub requests_by_key: HashMap<String, u64>,
+    /// Injected errors per idempotency key, so a test can tell which job a rule hit.
+    pub errors_by_key: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -61,6 +83,8 @@ struct Inner {
     by_key: HashMap<String, String>,
     /// Message id → (key, body) for `GET /api/v2/messages/{id}`.
     messages: HashMap<String, Value>,
+    /// Scripted errors in force.
+    script: Script,
 }
 
 /// The simulator's decision logic and state, shared by the in-process provider and the server.
@@ -73,18 +97,22 @@ pub struct MockCore {
 impl MockCore {
     /// A simulator behaving as `options` say.
     pub fn new(options: MockOptions) -> Self {
+        let mut inner = Inner::default();
+        inner.script.extend(options.script.iter().cloned());
         Self {
             options,
-            inner: Arc::default(),
+            inner: Arc::new(Mutex::new(inner)),
         }
     }
 
-    /// Count the request, wait the configured latency, then decide the answer for `key`.
+    /// Count the request, wait the configured latency, then decide the answer: a scripted
+    /// error if a rule matches, else a random one (`error_rate`), else a replay or a send.
     ///
     /// Requests are counted on arrival, so a test can tell how many calls are in flight
     /// (`requests` minus the decided ones); a call whose client went away mid-latency is
     /// counted as a request and nothing else, like a real gateway that never finished it.
-    pub async fn handle(&self, key: Option<&str>, body: Value) -> Decision {
+    pub async fn handle(&self, call: Call) -> Decision {
+        let key = call.key.as_deref();
         {
             let mut inner = self.lock();
             inner.stats.requests += 1;
@@ -102,9 +130,27 @@ impl MockCore {
         let inject =
             self.options.error_rate > 0.0 && rand::rng().random_bool(self.options.error_rate);
         let mut inner = self.lock();
-        if inject {
+        let target = Target {
+            path: &call.path,
+            to: call.to.as_deref(),
+        };
+        let error = match inner.script.answer(target) {
+            Some(error) => {
+                inner.stats.scripted += 1;
+                Some(error)
+            }
+            None => inject.then(|| InjectedError::status(self.options.error_status)),
+        };
+        if let Some(error) = error {
             inner.stats.errors += 1;
-            return Decision::Error(self.options.error_status);
+            if let Some(key) = key {
+                *inner
+                    .stats
+                    .errors_by_key
+                    .entry(key.to_string())
+                    .or_default() += 1;
+            }
+            return Decision::Error(error);
         }
         if let Some(id) = key.and_then(|k| inner.by_key.get(k)).cloned() {
             inner.stats.replayed += 1;
@@ -115,8 +161,33 @@ impl MockCore {
         if let Some(key) = key {
             inner.by_key.insert(key.to_string(), id.clone());
         }
-        inner.messages.insert(id.clone(), body);
+        inner.messages.insert(id.clone(), call.body);
         Decision::Sent(id)
+    }
+
+    /// Run [`MockCore::handle`] on its own task: a real gateway finishes a send even when the
+    /// client hangs up mid-call, and hyper drops a handler whose client left. `None` if the
+    /// task failed.
+    pub async fn handle_detached(&self, call: Call) -> Option<Decision> {
+        let core = self.clone();
+        tokio::spawn(async move { core.handle(call).await })
+            .await
+            .ok()
+    }
+
+    /// Append scripted error rules after the ones in force.
+    pub fn add_rules(&self, rules: impl IntoIterator<Item = ScriptRule>) {
+        self.lock().script.extend(rules);
+    }
+
+    /// Drop every scripted rule; returns how many there were.
+    pub fn clear_rules(&self) -> usize {
+        self.lock().script.clear()
+    }
+
+    /// The scripted rules in force, each with its remaining `times`.
+    pub fn rules(&self) -> Vec<ScriptRule> {
+        self.lock().script.rules()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -156,8 +227,14 @@ impl InProcess {
     /// Simulate one send. Every canonical type is accepted: the mock stands for a gateway
     /// that can express everything, so the demo shows every type going through.
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
-        let body = serde_json::to_value(&job.message).unwrap_or(Value::Null);
-        match self.core.handle(Some(ctx.idempotency_key), body).await {
+        let call = Call {
+            // It stands for Waspy's API, so Waspy's path is what its script rules match.
+            path: waspy::PATH.to_string(),
+            to: Some(job.to.clone()),
+            key: Some(ctx.idempotency_key.to_string()),
+            body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
+        };
+        match self.core.handle(call).await {
             Decision::Sent(id) => Ok(Accepted {
                 provider_message_id: id,
                 replayed: false,
@@ -166,7 +243,12 @@ impl InProcess {
                 provider_message_id: id,
                 replayed: true,
             }),
-            Decision::Error(status) => Err(injected(status)),
+            // A scripted error is classified exactly as the Waspy adapter would classify
+            // Waspy's answer, so `SERVICE_WINDOW_EXPIRED` is `window_expired` here too.
+            Decision::Error(error) if error.code.is_some() || error.retry_after.is_some() => {
+                Err(waspy::classify(&error))
+            }
+            Decision::Error(error) => Err(injected(error.status)),
         }
     }
 }
@@ -205,9 +287,119 @@ pub fn router(core: MockCore) -> Router {
         .merge(seven::routes())
         .merge(whaapy::routes())
         .route("/_mock/stats", get(stats))
+        .route(
+            "/_mock/script",
+            get(script_get).post(script_add).delete(script_clear),
+        )
         .with_state(core)
 }
 
 async fn stats(State(core): State<MockCore>) -> Json<Stats> {
     Json(core.stats())
+}
+
+/// `POST /_mock/script` takes one rule or an array of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Rules {
+    One(ScriptRule),
+    Many(Vec<ScriptRule>),
+}
+
+async fn script_get(State(core): State<MockCore>) -> Json<Vec<ScriptRule>> {
+    Json(core.rules())
+}
+
+/// Append the rules (all or none: one bad rule refuses the request) and answer the script.
+async fn script_add(State(core): State<MockCore>, body: axum::body::Bytes) -> Response {
+    let rules = match serde_json::from_slice::<Rules>(&body) {
+        Ok(Rules::One(rule)) => vec![rule],
+        Ok(Rules::Many(rules)) => rules,
+        Err(_) => {
+            // The untagged error says nothing useful; a single rule's says which field.
+            let why = serde_json::from_slice::<ScriptRule>(&body)
+                .err()
+                .map_or_else(|| "not a rule".to_string(), |e| e.to_string());
+            return bad_rule(&why);
+        }
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(problem) = rule.problem() {
+            return bad_rule(&format!("rule {i}: {problem}"));
+        }
+    }
+    core.add_rules(rules);
+    Json(core.rules()).into_response()
+}
+
+fn bad_rule(why: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+}
+
+async fn script_clear(State(core): State<MockCore>) -> Json<Value> {
+    Json(json!({ "cleared": core.clear_rules() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::ErrorClass;
+
+    fn job(to: &str) -> Job {
+        let body = json!({
+            "id": "j-1", "channel": "demo", "to": to,
+            "message": {"type": "text", "text": {"body": "Hola"}}
+        });
+        crate::job::parse(body.to_string().as_bytes()).expect("valid job")
+    }
+
+    fn options(script: Value) -> MockOptions {
+        MockOptions {
+            script: serde_json::from_value(script).expect("rules"),
+            ..MockOptions::default()
+        }
+    }
+
+    async fn send(mock: &InProcess, to: &str, key: &str) -> SendResult {
+        let ctx = SendContext {
+            idempotency_key: key,
+            attempt: 1,
+        };
+        mock.send(&job(to), ctx).await
+    }
+
+    /// The in-process provider's scripted errors mean what Waspy's would: its adapter
+    /// classifies them.
+    #[tokio::test]
+    async fn in_process_scripted_errors_are_classified_as_waspy_would() {
+        let mock = InProcess::new(options(json!([
+            {"to": "+5491100000001", "status": 403, "code": "SERVICE_WINDOW_EXPIRED"},
+            {"path": "/api/v2/messages", "status": 503, "times": 1, "retry_after": 4},
+        ])));
+        let failure = send(&mock, "+5491100000001", "k-1")
+            .await
+            .expect_err("scripted");
+        assert_eq!(failure.class, ErrorClass::WindowExpired);
+        assert_eq!(
+            failure.provider_code.as_deref(),
+            Some("SERVICE_WINDOW_EXPIRED")
+        );
+        let failure = send(&mock, "+5491100000002", "k-2")
+            .await
+            .expect_err("scripted");
+        assert_eq!(failure.class, ErrorClass::Transient);
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(4)));
+        // The 503 rule is used up: the same key now goes through.
+        let sent = send(&mock, "+5491100000002", "k-2").await.expect("sent");
+        assert!(!sent.replayed);
+        let stats = mock.core().stats();
+        assert_eq!(
+            (stats.requests, stats.errors, stats.scripted, stats.sent),
+            (3, 2, 2, 1)
+        );
+        assert_eq!(stats.errors_by_key.get("k-2"), Some(&1));
+        assert_eq!(mock.core().rules().len(), 1, "the rule without times stays");
+        assert_eq!(mock.core().clear_rules(), 1);
+        assert!(send(&mock, "+5491100000001", "k-1").await.is_ok());
+    }
 }
