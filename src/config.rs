@@ -659,6 +659,17 @@ impl Config {
             if !(0.0..=1.0).contains(&ch.mock.error_rate) {
                 push(at("mock.error_rate"), "must be between 0 and 1".into());
             }
+            let mock = &ch.mock;
+            if let Some(url) = &mock.receipts_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    push(at("mock.receipts_url"), "must be an http(s) URL".into());
+                }
+            } else if mock.delivered_after.is_some() || mock.read_after.is_some() {
+                push(
+                    at("mock.receipts_url"),
+                    "delivered_after/read_after need a receipts_url to send to".into(),
+                );
+            }
             for (i, rule) in ch.mock.script.iter().enumerate() {
                 if let Some(problem) = rule.problem() {
                     push(at(&format!("mock.script[{i}]")), problem);

@@ -12,7 +12,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 
 /// Fields of the send body that are Meta's envelope, not the message object.
 const ENVELOPE: &[&str] = &[
@@ -194,6 +195,11 @@ async fn meta_send(
         return invalid_parameter(&e.to_string());
     }
 
+    // Meta's status webhooks echo it: the receipts carry it back.
+    let callback_data = body
+        .get("biz_opaque_callback_data")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let body = Value::Object(body);
     // No idempotency key: Meta sends every request it accepts.
     let call = Call {
@@ -205,15 +211,24 @@ async fn meta_send(
     let Some(decision) = core.handle_detached(call).await else {
         return injected(&InjectedError::status(500));
     };
-    let id = match decision {
+    let wamid = match decision {
+        Decision::Sent(id) => {
+            let wamid = format!("wamid.{id}");
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Meta,
+                provider_message_id: wamid.clone(),
+                job_id: callback_data,
+            });
+            wamid
+        }
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
+        Decision::Replayed(id) => format!("wamid.{id}"),
         Decision::Error(error) => return injected(&error),
     };
     Json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": to, "wa_id": digits}],
-        "messages": [{"id": format!("wamid.{id}")}],
+        "messages": [{"id": wamid}],
     }))
     .into_response()
 }

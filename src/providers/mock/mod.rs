@@ -3,14 +3,49 @@
 //! One core, [`MockCore`], decides what a gateway would answer: injected latency and
 //! errors, idempotency by key (a repeat gets the original id, marked replayed), and
 //! counters per key so tests and benchmarks can prove each key was sent once. It runs
-//! in process behind the `mock` provider ([`InProcess`]) and as an HTTP server speaking
-//! Waspy's API ([`serve`], `mensajero mock-gateway`).
+//! in process behind the `mock` provider ([`InProcess`], Waspy's semantics) and as an HTTP
+//! server speaking every gateway's API ([`serve`], `mensajero mock-gateway`), one file per
+//! API (`mock/<provider>.rs`) answering with that gateway's own paths and bodies.
+//!
+//! # Errors: random and scripted
+//!
+//! `error_rate` answers a random fraction of requests with `error_status`, the way a flaky
+//! gateway does. Scripted errors ([`script`](Script)) answer *chosen* requests, so a test can
+//! say exactly what the gateway does next. A rule is JSON (or TOML in
+//! `[channels.x.mock] script = [...]`, for the in-process provider):
+//!
+//! ```json
+//! {"path": "/api/v2/messages", "to": "+5491126032641", "status": 403,
+//!  "code": "SERVICE_WINDOW_EXPIRED", "times": 3, "retry_after": 2}
+//! ```
+//!
+//! Only `status` is required. `path` matches the request path (a trailing `*` a prefix),
+//! `to` the recipient by digits (each API writes numbers its own way), `code` is rendered in
+//! the called gateway's own error body (Waspy `error.code`, Meta `error.code`, Wazzup
+//! `error`, seven.io `error_code`, Whaapy `code` for WhatsApp's numeric codes or `error` for
+//! its names) so its adapter classifies it as it would the real thing, `times` uses the rule
+//! up (default: until cleared), `retry_after` adds a `Retry-After` in seconds. Rules are
+//! tried in order, before the random errors; the first match answers. Over HTTP:
+//! `POST /_mock/script` (one rule or an array) appends, `GET` lists with the uses left,
+//! `DELETE` clears. Scripted answers count in [`Stats::errors`], [`Stats::scripted`] and
+//! [`Stats::errors_by_key`] (`GET /_mock/stats`).
+//!
+//! # Receipts
+//!
+//! With `receipts_url` and `delivered_after` and/or `read_after`, every fresh send (not a
+//! replay) is followed by `delivered` / `read` webhooks to that URL, in the called API's
+//! webhook format and signed with the webhook secret the way that gateway signs them
+//! ([`crate::receipts::render`], [`crate::receipts::sign`]). The ids are those the send
+//! answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
+//! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried a
+//! few times, and at most [`MAX_PENDING`] sends wait for theirs (see `mock/receipts.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod meta;
+mod receipts;
 mod script;
 mod seven;
 mod waspy;
@@ -26,10 +61,11 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use receipts::{MAX_PENDING, RETRY_DELAYS, SentMessage};
 pub use script::{InjectedError, Script, Target};
 
 use super::{Accepted, SendContext, SendResult};
-use crate::config::{MockOptions, ScriptRule};
+use crate::config::{MockOptions, ProviderKind, ScriptRule, Secret};
 use crate::job::Job;
 use crate::retry::Failure;
 
@@ -74,6 +110,12 @@ pub struct Stats {
     pub requests_by_key: HashMap<String, u64>,
     /// Injected errors per idempotency key, so a test can tell which job a rule hit.
     pub errors_by_key: HashMap<String, u64>,
+    /// Receipts the receiver accepted (2xx).
+    pub receipts_sent: u64,
+    /// Receipts given up on after every retry.
+    pub receipts_failed: u64,
+    /// Sends whose receipts were dropped because too many were pending.
+    pub receipts_dropped: u64,
 }
 
 #[derive(Default)]
@@ -92,16 +134,38 @@ struct Inner {
 pub struct MockCore {
     options: MockOptions,
     inner: Arc<Mutex<Inner>>,
+    /// Sends receipts when the options ask for them.
+    receipts: Option<Arc<receipts::ReceiptSender>>,
+    receipt_counters: Arc<receipts::Counters>,
 }
 
 impl MockCore {
-    /// A simulator behaving as `options` say.
+    /// A simulator behaving as `options` say; its receipts, if any, go out unsigned.
     pub fn new(options: MockOptions) -> Self {
+        Self::with_webhook_secret(options, None)
+    }
+
+    /// A simulator behaving as `options` say, signing its receipts with `secret` the way the
+    /// called API signs its webhooks.
+    pub fn with_webhook_secret(options: MockOptions, secret: Option<Secret>) -> Self {
         let mut inner = Inner::default();
         inner.script.extend(options.script.iter().cloned());
+        let receipt_counters = Arc::new(receipts::Counters::default());
+        let receipts =
+            receipts::ReceiptSender::new(&options, secret, receipt_counters.clone()).map(Arc::new);
         Self {
             options,
             inner: Arc::new(Mutex::new(inner)),
+            receipts,
+            receipt_counters,
+        }
+    }
+
+    /// Schedule the receipts of an accepted send (none unless configured). Simulated APIs
+    /// call this for fresh sends only: a replay's receipts already went out.
+    pub fn send_receipts(&self, message: SentMessage) {
+        if let Some(sender) = &self.receipts {
+            sender.schedule(message);
         }
     }
 
@@ -197,7 +261,12 @@ impl MockCore {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut stats = self.lock().stats.clone();
+        stats.receipts_sent = self.receipt_counters.sent.load(Relaxed);
+        stats.receipts_failed = self.receipt_counters.failed.load(Relaxed);
+        stats.receipts_dropped = self.receipt_counters.dropped.load(Relaxed);
+        stats
     }
 
     /// The body of a message the simulator sent, by id.
@@ -212,10 +281,11 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// An in-process simulator behaving as `options` say.
-    pub fn new(options: MockOptions) -> Self {
+    /// An in-process simulator behaving as `options` say; its receipts (Waspy's format) are
+    /// signed with `webhook_secret`, the channel's own.
+    pub fn new(options: MockOptions, webhook_secret: Option<Secret>) -> Self {
         Self {
-            core: MockCore::new(options),
+            core: MockCore::with_webhook_secret(options, webhook_secret),
         }
     }
 
@@ -235,10 +305,17 @@ impl InProcess {
             body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
         };
         match self.core.handle(call).await {
-            Decision::Sent(id) => Ok(Accepted {
-                provider_message_id: id,
-                replayed: false,
-            }),
+            Decision::Sent(id) => {
+                self.core.send_receipts(SentMessage {
+                    provider: ProviderKind::Mock,
+                    provider_message_id: id.clone(),
+                    job_id: None,
+                });
+                Ok(Accepted {
+                    provider_message_id: id,
+                    replayed: false,
+                })
+            }
             Decision::Replayed(id) => Ok(Accepted {
                 provider_message_id: id,
                 replayed: true,
@@ -372,10 +449,13 @@ mod tests {
     /// classifies them.
     #[tokio::test]
     async fn in_process_scripted_errors_are_classified_as_waspy_would() {
-        let mock = InProcess::new(options(json!([
+        let mock = InProcess::new(
+            options(json!([
             {"to": "+5491100000001", "status": 403, "code": "SERVICE_WINDOW_EXPIRED"},
             {"path": "/api/v2/messages", "status": 503, "times": 1, "retry_after": 4},
-        ])));
+            ])),
+            None,
+        );
         let failure = send(&mock, "+5491100000001", "k-1")
             .await
             .expect_err("scripted");

@@ -14,7 +14,8 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::seven::{API_KEY_HEADER, EVENTS_PATH, MAX_FOREIGN_ID, PATH, SUCCESS};
 
 /// The message types the document lists (`text` may also be left out).
@@ -250,15 +251,24 @@ async fn seven_send(
     let call = Call {
         path: uri.path().to_string(),
         to: recipient.as_str().map(str::to_owned),
-        key,
+        key: key.clone(),
         body,
     };
     let Some(decision) = core.handle_detached(call).await else {
         return task_failed();
     };
     let id = match decision {
+        Decision::Sent(id) => {
+            // seven.io's reports echo the request's foreign_id.
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Seven,
+                provider_message_id: id.clone(),
+                job_id: key,
+            });
+            id
+        }
         // seven.io itself would send a repeat again; the simulator answers with the original.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
+        Decision::Replayed(id) => id,
         Decision::Error(error) => return injected(&error),
     };
     // The document's answer, message content echoed as a JSON string in `text`.

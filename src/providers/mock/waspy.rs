@@ -7,7 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::waspy::{REPLAYED_HEADER, SUPPORTED_TYPES};
 use crate::providers::{Adapter, HttpReply};
 use crate::retry::Failure;
@@ -138,7 +139,14 @@ async fn waspy_send(
         );
     };
     let (status, id, replayed) = match decision {
-        Decision::Sent(id) => (StatusCode::CREATED, id, false),
+        Decision::Sent(id) => {
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Waspy,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            (StatusCode::CREATED, id, false)
+        }
         Decision::Replayed(id) => (StatusCode::CREATED, id, true),
         Decision::Error(error) => return injected(&error),
     };

@@ -13,7 +13,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::wazzup::{CHAT_TYPE, PATH};
 
 /// WABA's main-text limit (`MESSAGES_TOO_LONG_WABA`).
@@ -194,11 +195,18 @@ async fn wazzup_send(
         );
     };
     match decision {
-        Decision::Sent(id) => (
-            StatusCode::CREATED,
-            Json(json!({ "messageId": id, "chatId": chat_id })),
-        )
-            .into_response(),
+        Decision::Sent(id) => {
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Wazzup,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            (
+                StatusCode::CREATED,
+                Json(json!({ "messageId": id, "chatId": chat_id })),
+            )
+                .into_response()
+        }
         // The document's answer to a repeat: no messageId, only the echoed crmMessageId.
         Decision::Replayed(_) => bad_request_with(
             "REPEATED_CRM_MESSAGE_ID",

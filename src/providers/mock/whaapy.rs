@@ -15,7 +15,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::whaapy::{PATH, SUPPORTED_TYPES};
 
 /// Fields of a Meta-style body that address the message rather than being the message object.
@@ -204,8 +205,17 @@ async fn whaapy_send(
         return injected(&InjectedError::status(500));
     };
     let id = match decision {
+        Decision::Sent(id) => {
+            // The adapter correlates by `data.id`, which is this id.
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Whaapy,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            id
+        }
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
+        Decision::Replayed(id) => id,
         Decision::Error(error) => return injected(&error),
     };
     let contacts = match (input, wa_id) {
