@@ -954,4 +954,39 @@ mod tests {
         let s = Secret::new("wspy_live_123");
         assert!(!format!("{s:?}").contains("wspy"));
     }
+
+    #[test]
+    fn mock_scripts_and_receipts_are_checked_naming_the_field() {
+        let toml = r#"
+[channels.demo]
+provider = "mock"
+[channels.demo.mock]
+read_after = "1s"
+script = [{ status = 200 }, { status = 503, times = 3, to = "+5491126032641" }]
+"#;
+        let problems = Config::from_sources(Some(toml), env(&[]))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            problems.contains("channels.demo.mock.script[0]"),
+            "{problems}"
+        );
+        assert!(!problems.contains("script[1]"), "{problems}");
+        assert!(
+            problems.contains("channels.demo.mock.receipts_url"),
+            "{problems}"
+        );
+        let ok = r#"
+[channels.demo]
+provider = "mock"
+[channels.demo.mock]
+receipts_url = "http://127.0.0.1:8080/webhooks/demo"
+delivered_after = "200ms"
+script = [{ path = "/api/v2/messages", status = 503, times = 3, retry_after = 2 }]
+"#;
+        let config = Config::from_sources(Some(ok), env(&[])).expect("valid");
+        let mock = &config.channels["demo"].mock;
+        assert_eq!(mock.delivered_after, Some(Duration::from_millis(200)));
+        assert_eq!(mock.script[0].times, Some(3));
+    }
 }
