@@ -253,6 +253,69 @@ pub struct MockOptions {
     /// The HTTP status injected errors use (503 or 429 are the interesting ones).
     #[serde(default = "defaults::mock_error_status")]
     pub error_status: u16,
+    /// Scripted errors for chosen requests, tried in order before the random ones.
+    #[serde(default)]
+    pub script: Vec<ScriptRule>,
+    /// Where the simulator POSTs status receipts after a send; unset sends none.
+    #[serde(default)]
+    pub receipts_url: Option<String>,
+    /// How long after a send the `delivered` receipt goes out; unset sends none.
+    #[serde(default, with = "optional_duration")]
+    pub delivered_after: Option<Duration>,
+    /// How long after a send the `read` receipt goes out; unset sends none.
+    #[serde(default, with = "optional_duration")]
+    pub read_after: Option<Duration>,
+}
+
+/// One scripted error of the mock gateway: which requests it answers, and how. The same
+/// shape is `POST /_mock/script`'s body and `[channels.x.mock] script = [...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptRule {
+    /// The request path it matches (`/api/v2/messages`; a trailing `*` matches a prefix);
+    /// unset matches every path. The in-process `mock` provider's path is Waspy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The recipient it matches, compared by digits only (`+54 9 11…` = `54911…`), because
+    /// each gateway writes numbers its own way; unset matches every recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The HTTP status of the answer (400–599).
+    pub status: u16,
+    /// The gateway's error code, rendered in that gateway's error body (`SERVICE_WINDOW_EXPIRED`
+    /// for Waspy, `131047` for Meta); unset gives the simulator's generic code for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// How many requests it answers before it is used up; unset means until cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u32>,
+    /// Seconds for a `Retry-After` header on the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl ScriptRule {
+    /// What is wrong with this rule, if anything (the field named first).
+    pub fn problem(&self) -> Option<String> {
+        if !(400..=599).contains(&self.status) {
+            return Some(format!(
+                "status: {} is not an error status (400-599)",
+                self.status
+            ));
+        }
+        if self.times == Some(0) {
+            return Some("times: must be at least 1 (leave it out for \"until cleared\")".into());
+        }
+        if let Some(to) = &self.to {
+            if !to.bytes().any(|b| b.is_ascii_digit()) {
+                return Some("to: has no digits to match a recipient by".into());
+            }
+        }
+        if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Some("path: must start with /".into());
+        }
+        None
+    }
 }
 
 mod defaults {
@@ -596,6 +659,22 @@ impl Config {
             if !(0.0..=1.0).contains(&ch.mock.error_rate) {
                 push(at("mock.error_rate"), "must be between 0 and 1".into());
             }
+            let mock = &ch.mock;
+            if let Some(url) = &mock.receipts_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    push(at("mock.receipts_url"), "must be an http(s) URL".into());
+                }
+            } else if mock.delivered_after.is_some() || mock.read_after.is_some() {
+                push(
+                    at("mock.receipts_url"),
+                    "delivered_after/read_after need a receipts_url to send to".into(),
+                );
+            }
+            for (i, rule) in ch.mock.script.iter().enumerate() {
+                if let Some(problem) = rule.problem() {
+                    push(at(&format!("mock.script[{i}]")), problem);
+                }
+            }
         }
         out
     }
@@ -874,5 +953,40 @@ mod tests {
     fn secrets_do_not_print() {
         let s = Secret::new("wspy_live_123");
         assert!(!format!("{s:?}").contains("wspy"));
+    }
+
+    #[test]
+    fn mock_scripts_and_receipts_are_checked_naming_the_field() {
+        let toml = r#"
+[channels.demo]
+provider = "mock"
+[channels.demo.mock]
+read_after = "1s"
+script = [{ status = 200 }, { status = 503, times = 3, to = "+5491126032641" }]
+"#;
+        let problems = Config::from_sources(Some(toml), env(&[]))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            problems.contains("channels.demo.mock.script[0]"),
+            "{problems}"
+        );
+        assert!(!problems.contains("script[1]"), "{problems}");
+        assert!(
+            problems.contains("channels.demo.mock.receipts_url"),
+            "{problems}"
+        );
+        let ok = r#"
+[channels.demo]
+provider = "mock"
+[channels.demo.mock]
+receipts_url = "http://127.0.0.1:8080/webhooks/demo"
+delivered_after = "200ms"
+script = [{ path = "/api/v2/messages", status = 503, times = 3, retry_after = 2 }]
+"#;
+        let config = Config::from_sources(Some(ok), env(&[])).expect("valid");
+        let mock = &config.channels["demo"].mock;
+        assert_eq!(mock.delivered_after, Some(Duration::from_millis(200)));
+        assert_eq!(mock.script[0].times, Some(3));
     }
 }

@@ -13,7 +13,7 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
 use mensajero::broker::{self, Producer, Topology};
-use mensajero::config::{Config, MockOptions};
+use mensajero::config::{Config, MockOptions, Secret};
 use mensajero::outcome::Outcome;
 use mensajero::providers::mock;
 
@@ -79,7 +79,8 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         idle: Option<Duration>,
     },
-    /// Run the gateway simulator as an HTTP server speaking Waspy's API.
+    /// Run the gateway simulator as an HTTP server speaking every gateway's API, with
+    /// `/_mock/stats` and `/_mock/script` (scripted errors) for tests.
     MockGateway {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -93,6 +94,20 @@ enum Command {
         /// HTTP status of injected errors.
         #[arg(long, default_value_t = 503)]
         error_status: u16,
+        /// POST status receipts of each send to this URL (e.g. a worker's /webhooks/{channel}),
+        /// in the format of the API that was called.
+        #[arg(long)]
+        receipts_url: Option<String>,
+        /// Send the `delivered` receipt this long after a send.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delivered_after: Option<Duration>,
+        /// Send the `read` receipt this long after a send.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        read_after: Option<Duration>,
+        /// Name of the environment variable holding the webhook secret receipts are signed
+        /// with (never the secret itself: command lines are visible to every local user).
+        #[arg(long, value_name = "NAME")]
+        webhook_secret_env: Option<String>,
     },
 }
 
@@ -249,18 +264,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             latency,
             error_rate,
             error_status,
+            receipts_url,
+            delivered_after,
+            read_after,
+            webhook_secret_env,
         } => {
+            let webhook_secret = match &webhook_secret_env {
+                None => None,
+                Some(var) => match std::env::var(var) {
+                    Ok(value) if !value.is_empty() => Some(Secret::new(value)),
+                    // Names the variable, never a value.
+                    _ => {
+                        anyhow::bail!("--webhook-secret-env: environment variable {var} is not set")
+                    }
+                },
+            };
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let address = listener.local_addr()?;
             // The first line on stdout tells scripts where it listens (useful with port 0).
             println!("mock gateway listening on http://{address}");
-            let core = mock::MockCore::new(MockOptions {
+            let options = MockOptions {
                 latency,
                 error_rate,
                 error_status,
-            });
+                receipts_url,
+                delivered_after,
+                read_after,
+                ..MockOptions::default()
+            };
+            let core = mock::MockCore::with_webhook_secret(options, webhook_secret);
             let shutdown = shutdown_signal();
             mock::serve(listener, core, async move { shutdown.cancelled().await }).await?;
             Ok(ExitCode::SUCCESS)

@@ -125,7 +125,12 @@ async fn serve_jobs(
 ) -> anyhow::Result<()> {
     let mut channels = HashMap::new();
     for (name, channel) in &config.channels {
-        let gateway = Gateway::from_config(name, channel, config.api_key(name))?;
+        let gateway = Gateway::from_config(
+            name,
+            channel,
+            config.api_key(name),
+            config.webhook_secret(name),
+        )?;
         channels.insert(
             name.clone(),
             ChannelRuntime {

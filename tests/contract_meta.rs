@@ -337,6 +337,7 @@ fn quiet() -> MockOptions {
         latency: Duration::ZERO,
         error_rate: 0.0,
         error_status: 503,
+        ..MockOptions::default()
     }
 }
 
@@ -430,6 +431,7 @@ async fn simulator_injected_errors_classify_like_meta() {
             latency: Duration::ZERO,
             error_rate: 1.0,
             error_status: status,
+            ..MockOptions::default()
         })
         .await;
         let failure = gateway(&url, TOKEN, Duration::from_secs(5))

@@ -517,6 +517,7 @@ async fn adapter_and_mock_gateway_agree() {
         latency: Duration::ZERO,
         error_rate: 0.0,
         error_status: 503,
+        ..MockOptions::default()
     })
     .await;
     let seven = gateway(&url, FROM, KEY, Duration::from_secs(5));
@@ -597,6 +598,7 @@ async fn mock_gateway_injected_errors_classify() {
             latency: Duration::ZERO,
             error_rate: 1.0,
             error_status: status,
+            ..MockOptions::default()
         })
         .await;
         let failure = gateway(&url, FROM, KEY, Duration::from_secs(5))
@@ -620,6 +622,7 @@ async fn mock_gateway_delete_answers_as_documented() {
         latency: Duration::ZERO,
         error_rate: 0.0,
         error_status: 503,
+        ..MockOptions::default()
     })
     .await;
     let sent = gateway(&url, FROM, KEY, Duration::from_secs(5))

@@ -324,6 +324,7 @@ async fn adapter_and_mock_gateway_agree() {
         latency: Duration::ZERO,
         error_rate: 0.0,
         error_status: 503,
+        ..MockOptions::default()
     });
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -395,6 +396,7 @@ async fn mock_gateway_injected_errors_classify() {
             latency: Duration::ZERO,
             error_rate: 1.0,
             error_status: status,
+            ..MockOptions::default()
         });
         let stop = CancellationToken::new();
         let token = stop.clone();

@@ -525,6 +525,7 @@ fn quiet(error_rate: f64, error_status: u16) -> MockOptions {
         latency: Duration::ZERO,
         error_rate,
         error_status,
+        ..MockOptions::default()
     }
 }
 

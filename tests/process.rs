@@ -18,6 +18,7 @@ async fn start_gateway(latency: Duration) -> (MockCore, String, CancellationToke
         latency,
         error_rate: 0.0,
         error_status: 503,
+        ..MockOptions::default()
     })
     .await
 }

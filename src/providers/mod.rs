@@ -232,11 +232,13 @@ pub enum Gateway {
 }
 
 impl Gateway {
-    /// Build the gateway a channel's configuration describes.
+    /// Build the gateway a channel's configuration describes. `webhook_secret` is the
+    /// channel's own: the in-process simulator signs its receipts with it.
     pub fn from_config(
         name: &str,
         channel: &ChannelConfig,
         api_key: Option<Secret>,
+        webhook_secret: Option<Secret>,
     ) -> anyhow::Result<Self> {
         let sender = channel.sender.clone().unwrap_or_default();
         let key = || {
@@ -246,7 +248,8 @@ impl Gateway {
         };
         let adapter: Box<dyn Adapter> = match channel.provider {
             ProviderKind::Mock => {
-                return Ok(Self::Mock(mock::InProcess::new(channel.mock.clone())));
+                let mock = mock::InProcess::new(channel.mock.clone(), webhook_secret);
+                return Ok(Self::Mock(mock));
             }
             ProviderKind::Waspy => Box::new(waspy::Waspy::new(sender, key()?)),
             ProviderKind::Meta => Box::new(meta::Meta::new(sender, key()?, channel)),

@@ -453,6 +453,16 @@ pub fn cleanup(topology: Topology, redis_url: String, prefix: String, amqp_url: 
     }
 }
 
+/// A port free right now on 127.0.0.1, for a worker whose address must be known before its
+/// configuration is final (a mock channel POSTing receipts to the worker's own listener).
+/// Another process could take it before the worker binds it; on a test machine that is rare.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Start the mock gateway (all simulated APIs) in this process, on a free port.
 pub async fn start_gateway(
     options: mensajero::config::MockOptions,

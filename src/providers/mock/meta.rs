@@ -6,13 +6,14 @@
 //! every accepted request is a new message with a new wamid, repeats included.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Decision, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 
 /// Fields of the send body that are Meta's envelope, not the message object.
 const ENVELOPE: &[&str] = &[
@@ -53,10 +54,12 @@ fn invalid_parameter(details: &str) -> Response {
     )
 }
 
-/// How Meta reports an injected HTTP status: the documented code that comes with it.
-fn injected(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let (code, message) = match status.as_u16() {
+/// How Meta reports an injected error: a scripted code as given (Meta's codes are numbers;
+/// a non-numeric one is sent as a string, which the adapter classifies by status), else the
+/// documented code that comes with the status; `Retry-After` when there is one.
+fn injected(error: &InjectedError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let (default_code, default_message): (u32, &str) = match status.as_u16() {
         429 => (130429, "Rate limit hit"),
         401 => (190, "Invalid OAuth access token"),
         403 => (10, "Application does not have permission for this action"),
@@ -64,18 +67,42 @@ fn injected(status: u16) -> Response {
         // 131000 is Meta's generic "Something went wrong" for server-side failures.
         _ => (131000, "Something went wrong"),
     };
-    meta_error(
+    let code = match error.code.as_deref() {
+        None => json!(default_code),
+        Some(code) => code
+            .parse::<u32>()
+            .map_or_else(|_| json!(code), |n| json!(n)),
+    };
+    let message = match code.as_u64() {
+        Some(131047) => "Re-engagement message",
+        Some(131026) => "Message undeliverable",
+        Some(n) if n == u64::from(default_code) => default_message,
+        _ => "Scripted error",
+    };
+    let mut response = (
         status,
-        code,
-        "OAuthException",
-        message,
-        "injected by the mock gateway",
+        Json(json!({"error": {
+            "message": format!("(#{}) {message}", code.as_u64().map_or_else(|| code.to_string(), |n| n.to_string())),
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": "injected by the mock gateway"},
+            "fbtrace_id": format!("Mock{}", uuid::Uuid::new_v4().simple()),
+        }})),
     )
+        .into_response();
+    // Meta documents no Retry-After: only a scripted one is sent.
+    if let Some(after) = error.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(after.as_secs()));
+    }
+    response
 }
 
 async fn meta_send(
     State(core): State<MockCore>,
     Path((version, phone_number_id)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -168,25 +195,40 @@ async fn meta_send(
         return invalid_parameter(&e.to_string());
     }
 
+    // Meta's status webhooks echo it: the receipts carry it back.
+    let callback_data = body
+        .get("biz_opaque_callback_data")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let body = Value::Object(body);
-    // No idempotency key: Meta sends every request it accepts. The decision runs on its own
-    // task so a client that hangs up mid-call does not cancel a send Meta would finish.
-    let decision = {
-        let core = core.clone();
-        tokio::spawn(async move { core.handle(None, body).await })
+    // No idempotency key: Meta sends every request it accepts.
+    let call = Call {
+        path: uri.path().to_string(),
+        to: Some(to.clone()),
+        key: None,
+        body,
     };
-    let Ok(decision) = decision.await else {
-        return injected(500);
+    let Some(decision) = core.handle_detached(call).await else {
+        return injected(&InjectedError::status(500));
     };
-    let id = match decision {
+    let wamid = match decision {
+        Decision::Sent(id) => {
+            let wamid = format!("wamid.{id}");
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Meta,
+                provider_message_id: wamid.clone(),
+                job_id: callback_data,
+            });
+            wamid
+        }
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
-        Decision::Error(status) => return injected(status),
+        Decision::Replayed(id) => format!("wamid.{id}"),
+        Decision::Error(error) => return injected(&error),
     };
     Json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": to, "wa_id": digits}],
-        "messages": [{"id": format!("wamid.{id}")}],
+        "messages": [{"id": wamid}],
     }))
     .into_response()
 }

@@ -3,28 +3,69 @@
 //! One core, [`MockCore`], decides what a gateway would answer: injected latency and
 //! errors, idempotency by key (a repeat gets the original id, marked replayed), and
 //! counters per key so tests and benchmarks can prove each key was sent once. It runs
-//! in process behind the `mock` provider ([`InProcess`]) and as an HTTP server speaking
-//! Waspy's API ([`serve`], `mensajero mock-gateway`).
+//! in process behind the `mock` provider ([`InProcess`], Waspy's semantics) and as an HTTP
+//! server speaking every gateway's API ([`serve`], `mensajero mock-gateway`), one file per
+//! API (`mock/<provider>.rs`) answering with that gateway's own paths and bodies.
+//!
+//! # Errors: random and scripted
+//!
+//! `error_rate` answers a random fraction of requests with `error_status`, the way a flaky
+//! gateway does. Scripted errors ([`script`](Script)) answer *chosen* requests, so a test can
+//! say exactly what the gateway does next. A rule is JSON (or TOML in
+//! `[channels.x.mock] script = [...]`, for the in-process provider):
+//!
+//! ```json
+//! {"path": "/api/v2/messages", "to": "+5491126032641", "status": 403,
+//!  "code": "SERVICE_WINDOW_EXPIRED", "times": 3, "retry_after": 2}
+//! ```
+//!
+//! Only `status` is required. `path` matches the request path (a trailing `*` a prefix),
+//! `to` the recipient by digits (each API writes numbers its own way), `code` is rendered in
+//! the called gateway's own error body (Waspy `error.code`, Meta `error.code`, Wazzup
+//! `error`, seven.io `error_code`, Whaapy `code` for WhatsApp's numeric codes or `error` for
+//! its names) so its adapter classifies it as it would the real thing, `times` uses the rule
+//! up (default: until cleared), `retry_after` adds a `Retry-After` in seconds. Rules are
+//! tried in order, before the random errors; the first match answers. Over HTTP:
+//! `POST /_mock/script` (one rule or an array) appends, `GET` lists with the uses left,
+//! `DELETE` clears. Scripted answers count in [`Stats::errors`], [`Stats::scripted`] and
+//! [`Stats::errors_by_key`] (`GET /_mock/stats`).
+//!
+//! # Receipts
+//!
+//! With `receipts_url` and `delivered_after` and/or `read_after`, every fresh send (not a
+//! replay) is followed by `delivered` / `read` webhooks to that URL, in the called API's
+//! webhook format and signed with the webhook secret the way that gateway signs them
+//! ([`crate::receipts::render`], [`crate::receipts::sign`]). The ids are those the send
+//! answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
+//! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried a
+//! few times, and at most [`MAX_PENDING`] sends wait for theirs (see `mock/receipts.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod meta;
+mod receipts;
+mod script;
 mod seven;
 mod waspy;
 mod wazzup;
 mod whaapy;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rand::Rng;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+pub use receipts::{MAX_PENDING, RETRY_DELAYS, SentMessage};
+pub use script::{InjectedError, Script, Target};
 
 use super::{Accepted, SendContext, SendResult};
-use crate::config::MockOptions;
+use crate::config::{MockOptions, ProviderKind, ScriptRule, Secret};
 use crate::job::Job;
 use crate::retry::Failure;
 
@@ -35,8 +76,21 @@ pub enum Decision {
     Sent(String),
     /// Already sent under this key: the original id, replayed.
     Replayed(String),
-    /// An injected error with this HTTP status.
-    Error(u16),
+    /// An injected error (random or scripted), which each API renders in its own body.
+    Error(InjectedError),
+}
+
+/// One send request as a simulated API hands it to the core.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The request path, which script rules match.
+    pub path: String,
+    /// The recipient as the API writes it, which script rules match by digits.
+    pub to: Option<String>,
+    /// The gateway's idempotency key, if the request carries one.
+    pub key: Option<String>,
+    /// The request body, kept for `GET /api/v2/messages/{id}`.
+    pub body: Value,
 }
 
 /// Counters a test or benchmark reads back.
@@ -48,10 +102,20 @@ pub struct Stats {
     pub sent: u64,
     /// Requests answered from the idempotency cache.
     pub replayed: u64,
-    /// Injected errors.
+    /// Injected errors, random and scripted.
     pub errors: u64,
+    /// Of `errors`, those a script rule answered.
+    pub scripted: u64,
     /// Requests per idempotency key.
     pub requests_by_key: HashMap<String, u64>,
+    /// Injected errors per idempotency key, so a test can tell which job a rule hit.
+    pub errors_by_key: HashMap<String, u64>,
+    /// Receipts the receiver accepted (2xx).
+    pub receipts_sent: u64,
+    /// Receipts given up on after every retry.
+    pub receipts_failed: u64,
+    /// Sends whose receipts were dropped because too many were pending.
+    pub receipts_dropped: u64,
 }
 
 #[derive(Default)]
@@ -61,6 +125,8 @@ struct Inner {
     by_key: HashMap<String, String>,
     /// Message id → (key, body) for `GET /api/v2/messages/{id}`.
     messages: HashMap<String, Value>,
+    /// Scripted errors in force.
+    script: Script,
 }
 
 /// The simulator's decision logic and state, shared by the in-process provider and the server.
@@ -68,23 +134,49 @@ struct Inner {
 pub struct MockCore {
     options: MockOptions,
     inner: Arc<Mutex<Inner>>,
+    /// Sends receipts when the options ask for them.
+    receipts: Option<Arc<receipts::ReceiptSender>>,
+    receipt_counters: Arc<receipts::Counters>,
 }
 
 impl MockCore {
-    /// A simulator behaving as `options` say.
+    /// A simulator behaving as `options` say; its receipts, if any, go out unsigned.
     pub fn new(options: MockOptions) -> Self {
+        Self::with_webhook_secret(options, None)
+    }
+
+    /// A simulator behaving as `options` say, signing its receipts with `secret` the way the
+    /// called API signs its webhooks.
+    pub fn with_webhook_secret(options: MockOptions, secret: Option<Secret>) -> Self {
+        let mut inner = Inner::default();
+        inner.script.extend(options.script.iter().cloned());
+        let receipt_counters = Arc::new(receipts::Counters::default());
+        let receipts =
+            receipts::ReceiptSender::new(&options, secret, receipt_counters.clone()).map(Arc::new);
         Self {
             options,
-            inner: Arc::default(),
+            inner: Arc::new(Mutex::new(inner)),
+            receipts,
+            receipt_counters,
         }
     }
 
-    /// Count the request, wait the configured latency, then decide the answer for `key`.
+    /// Schedule the receipts of an accepted send (none unless configured). Simulated APIs
+    /// call this for fresh sends only: a replay's receipts already went out.
+    pub fn send_receipts(&self, message: SentMessage) {
+        if let Some(sender) = &self.receipts {
+            sender.schedule(message);
+        }
+    }
+
+    /// Count the request, wait the configured latency, then decide the answer: a scripted
+    /// error if a rule matches, else a random one (`error_rate`), else a replay or a send.
     ///
     /// Requests are counted on arrival, so a test can tell how many calls are in flight
     /// (`requests` minus the decided ones); a call whose client went away mid-latency is
     /// counted as a request and nothing else, like a real gateway that never finished it.
-    pub async fn handle(&self, key: Option<&str>, body: Value) -> Decision {
+    pub async fn handle(&self, call: Call) -> Decision {
+        let key = call.key.as_deref();
         {
             let mut inner = self.lock();
             inner.stats.requests += 1;
@@ -102,9 +194,27 @@ impl MockCore {
         let inject =
             self.options.error_rate > 0.0 && rand::rng().random_bool(self.options.error_rate);
         let mut inner = self.lock();
-        if inject {
+        let target = Target {
+            path: &call.path,
+            to: call.to.as_deref(),
+        };
+        let error = match inner.script.answer(target) {
+            Some(error) => {
+                inner.stats.scripted += 1;
+                Some(error)
+            }
+            None => inject.then(|| InjectedError::status(self.options.error_status)),
+        };
+        if let Some(error) = error {
             inner.stats.errors += 1;
-            return Decision::Error(self.options.error_status);
+            if let Some(key) = key {
+                *inner
+                    .stats
+                    .errors_by_key
+                    .entry(key.to_string())
+                    .or_default() += 1;
+            }
+            return Decision::Error(error);
         }
         if let Some(id) = key.and_then(|k| inner.by_key.get(k)).cloned() {
             inner.stats.replayed += 1;
@@ -115,8 +225,33 @@ impl MockCore {
         if let Some(key) = key {
             inner.by_key.insert(key.to_string(), id.clone());
         }
-        inner.messages.insert(id.clone(), body);
+        inner.messages.insert(id.clone(), call.body);
         Decision::Sent(id)
+    }
+
+    /// Run [`MockCore::handle`] on its own task: a real gateway finishes a send even when the
+    /// client hangs up mid-call, and hyper drops a handler whose client left. `None` if the
+    /// task failed.
+    pub async fn handle_detached(&self, call: Call) -> Option<Decision> {
+        let core = self.clone();
+        tokio::spawn(async move { core.handle(call).await })
+            .await
+            .ok()
+    }
+
+    /// Append scripted error rules after the ones in force.
+    pub fn add_rules(&self, rules: impl IntoIterator<Item = ScriptRule>) {
+        self.lock().script.extend(rules);
+    }
+
+    /// Drop every scripted rule; returns how many there were.
+    pub fn clear_rules(&self) -> usize {
+        self.lock().script.clear()
+    }
+
+    /// The scripted rules in force, each with its remaining `times`.
+    pub fn rules(&self) -> Vec<ScriptRule> {
+        self.lock().script.rules()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -126,7 +261,12 @@ impl MockCore {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut stats = self.lock().stats.clone();
+        stats.receipts_sent = self.receipt_counters.sent.load(Relaxed);
+        stats.receipts_failed = self.receipt_counters.failed.load(Relaxed);
+        stats.receipts_dropped = self.receipt_counters.dropped.load(Relaxed);
+        stats
     }
 
     /// The body of a message the simulator sent, by id.
@@ -141,10 +281,11 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// An in-process simulator behaving as `options` say.
-    pub fn new(options: MockOptions) -> Self {
+    /// An in-process simulator behaving as `options` say; its receipts (Waspy's format) are
+    /// signed with `webhook_secret`, the channel's own.
+    pub fn new(options: MockOptions, webhook_secret: Option<Secret>) -> Self {
         Self {
-            core: MockCore::new(options),
+            core: MockCore::with_webhook_secret(options, webhook_secret),
         }
     }
 
@@ -156,17 +297,35 @@ impl InProcess {
     /// Simulate one send. Every canonical type is accepted: the mock stands for a gateway
     /// that can express everything, so the demo shows every type going through.
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
-        let body = serde_json::to_value(&job.message).unwrap_or(Value::Null);
-        match self.core.handle(Some(ctx.idempotency_key), body).await {
-            Decision::Sent(id) => Ok(Accepted {
-                provider_message_id: id,
-                replayed: false,
-            }),
+        let call = Call {
+            // It stands for Waspy's API, so Waspy's path is what its script rules match.
+            path: waspy::PATH.to_string(),
+            to: Some(job.to.clone()),
+            key: Some(ctx.idempotency_key.to_string()),
+            body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
+        };
+        match self.core.handle(call).await {
+            Decision::Sent(id) => {
+                self.core.send_receipts(SentMessage {
+                    provider: ProviderKind::Mock,
+                    provider_message_id: id.clone(),
+                    job_id: None,
+                });
+                Ok(Accepted {
+                    provider_message_id: id,
+                    replayed: false,
+                })
+            }
             Decision::Replayed(id) => Ok(Accepted {
                 provider_message_id: id,
                 replayed: true,
             }),
-            Decision::Error(status) => Err(injected(status)),
+            // A scripted error is classified exactly as the Waspy adapter would classify
+            // Waspy's answer, so `SERVICE_WINDOW_EXPIRED` is `window_expired` here too.
+            Decision::Error(error) if error.code.is_some() || error.retry_after.is_some() => {
+                Err(waspy::classify(&error))
+            }
+            Decision::Error(error) => Err(injected(error.status)),
         }
     }
 }
@@ -205,9 +364,122 @@ pub fn router(core: MockCore) -> Router {
         .merge(seven::routes())
         .merge(whaapy::routes())
         .route("/_mock/stats", get(stats))
+        .route(
+            "/_mock/script",
+            get(script_get).post(script_add).delete(script_clear),
+        )
         .with_state(core)
 }
 
 async fn stats(State(core): State<MockCore>) -> Json<Stats> {
     Json(core.stats())
+}
+
+/// `POST /_mock/script` takes one rule or an array of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Rules {
+    One(ScriptRule),
+    Many(Vec<ScriptRule>),
+}
+
+async fn script_get(State(core): State<MockCore>) -> Json<Vec<ScriptRule>> {
+    Json(core.rules())
+}
+
+/// Append the rules (all or none: one bad rule refuses the request) and answer the script.
+async fn script_add(State(core): State<MockCore>, body: axum::body::Bytes) -> Response {
+    let rules = match serde_json::from_slice::<Rules>(&body) {
+        Ok(Rules::One(rule)) => vec![rule],
+        Ok(Rules::Many(rules)) => rules,
+        Err(_) => {
+            // The untagged error says nothing useful; a single rule's says which field.
+            let why = serde_json::from_slice::<ScriptRule>(&body)
+                .err()
+                .map_or_else(|| "not a rule".to_string(), |e| e.to_string());
+            return bad_rule(&why);
+        }
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(problem) = rule.problem() {
+            return bad_rule(&format!("rule {i}: {problem}"));
+        }
+    }
+    core.add_rules(rules);
+    Json(core.rules()).into_response()
+}
+
+fn bad_rule(why: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+}
+
+async fn script_clear(State(core): State<MockCore>) -> Json<Value> {
+    Json(json!({ "cleared": core.clear_rules() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::ErrorClass;
+
+    fn job(to: &str) -> Job {
+        let body = json!({
+            "id": "j-1", "channel": "demo", "to": to,
+            "message": {"type": "text", "text": {"body": "Hola"}}
+        });
+        crate::job::parse(body.to_string().as_bytes()).expect("valid job")
+    }
+
+    fn options(script: Value) -> MockOptions {
+        MockOptions {
+            script: serde_json::from_value(script).expect("rules"),
+            ..MockOptions::default()
+        }
+    }
+
+    async fn send(mock: &InProcess, to: &str, key: &str) -> SendResult {
+        let ctx = SendContext {
+            idempotency_key: key,
+            attempt: 1,
+        };
+        mock.send(&job(to), ctx).await
+    }
+
+    /// The in-process provider's scripted errors mean what Waspy's would: its adapter
+    /// classifies them.
+    #[tokio::test]
+    async fn in_process_scripted_errors_are_classified_as_waspy_would() {
+        let mock = InProcess::new(
+            options(json!([
+            {"to": "+5491100000001", "status": 403, "code": "SERVICE_WINDOW_EXPIRED"},
+            {"path": "/api/v2/messages", "status": 503, "times": 1, "retry_after": 4},
+            ])),
+            None,
+        );
+        let failure = send(&mock, "+5491100000001", "k-1")
+            .await
+            .expect_err("scripted");
+        assert_eq!(failure.class, ErrorClass::WindowExpired);
+        assert_eq!(
+            failure.provider_code.as_deref(),
+            Some("SERVICE_WINDOW_EXPIRED")
+        );
+        let failure = send(&mock, "+5491100000002", "k-2")
+            .await
+            .expect_err("scripted");
+        assert_eq!(failure.class, ErrorClass::Transient);
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(4)));
+        // The 503 rule is used up: the same key now goes through.
+        let sent = send(&mock, "+5491100000002", "k-2").await.expect("sent");
+        assert!(!sent.replayed);
+        let stats = mock.core().stats();
+        assert_eq!(
+            (stats.requests, stats.errors, stats.scripted, stats.sent),
+            (3, 2, 2, 1)
+        );
+        assert_eq!(stats.errors_by_key.get("k-2"), Some(&1));
+        assert_eq!(mock.core().rules().len(), 1, "the rule without times stays");
+        assert_eq!(mock.core().clear_rules(), 1);
+        assert!(send(&mock, "+5491100000001", "k-1").await.is_ok());
+    }
 }

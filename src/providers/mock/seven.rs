@@ -8,13 +8,14 @@
 //! (a repeat gets the original id), so tests can count sends per idempotency key.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Decision, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::seven::{API_KEY_HEADER, EVENTS_PATH, MAX_FOREIGN_ID, PATH, SUCCESS};
 
 /// The message types the document lists (`text` may also be left out).
@@ -177,28 +178,34 @@ fn interactive_problem(body: &Value) -> Option<&'static str> {
     }
 }
 
-/// Run the simulator's decision on its own task: a real gateway finishes a send even when the
-/// client hangs up mid-call (hyper drops a handler whose client left).
-async fn decide(core: &MockCore, key: Option<String>, body: Value) -> Option<Decision> {
-    let core = core.clone();
-    tokio::spawn(async move { core.handle(key.as_deref(), body).await })
-        .await
-        .ok()
-}
-
-/// An injected error in seven.io's body: 401/403 as its auth code 900, others under their
-/// HTTP status as the code; 429 with a `Retry-After`.
-fn injected(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let code = match status.as_u16() {
-        401 | 403 => 900,
-        other => u32::from(other),
+/// An injected error in seven.io's body: a scripted code in `error_code` (a number when it
+/// is one, as seven.io's are), else 401/403 as its auth code 900 and others under their HTTP
+/// status as the code; `Retry-After` when there is one (always on a 429).
+fn injected(error: &InjectedError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let code = match error.code.as_deref() {
+        Some(code) => code
+            .parse::<u64>()
+            .map_or_else(|_| json!(code), |n| json!(n)),
+        None => match status.as_u16() {
+            401 | 403 => json!(900),
+            other => json!(other),
+        },
     };
-    let mut response = seven_error(status, code, "injected by the mock gateway");
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert("retry-after", "1".parse().expect("static header"));
+    let mut response = (
+        status,
+        Json(json!({
+            "success": false,
+            "error_code": code,
+            "error_message": "injected by the mock gateway",
+        })),
+    )
+        .into_response();
+    if let Some(value) = error
+        .retry_after_header()
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        response.headers_mut().insert("retry-after", value);
     }
     response
 }
@@ -213,6 +220,7 @@ fn task_failed() -> Response {
 
 async fn seven_send(
     State(core): State<MockCore>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -240,13 +248,28 @@ async fn seven_send(
             object.remove(field);
         }
     }
-    let Some(decision) = decide(&core, key, body).await else {
+    let call = Call {
+        path: uri.path().to_string(),
+        to: recipient.as_str().map(str::to_owned),
+        key: key.clone(),
+        body,
+    };
+    let Some(decision) = core.handle_detached(call).await else {
         return task_failed();
     };
     let id = match decision {
+        Decision::Sent(id) => {
+            // seven.io's reports echo the request's foreign_id.
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Seven,
+                provider_message_id: id.clone(),
+                job_id: key,
+            });
+            id
+        }
         // seven.io itself would send a repeat again; the simulator answers with the original.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
-        Decision::Error(status) => return injected(status),
+        Decision::Replayed(id) => id,
+        Decision::Error(error) => return injected(&error),
     };
     // The document's answer, message content echoed as a JSON string in `text`.
     Json(json!({
@@ -277,6 +300,7 @@ async fn seven_send(
 
 async fn seven_event(
     State(core): State<MockCore>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -311,9 +335,15 @@ async fn seven_event(
         _ => return invalid("Invalid event"),
     }
     // Events carry no foreign_id: nothing to deduplicate by.
-    match decide(&core, None, body).await {
+    let call = Call {
+        path: uri.path().to_string(),
+        to: body.get("to").and_then(Value::as_str).map(str::to_owned),
+        key: None,
+        body,
+    };
+    match core.handle_detached(call).await {
         None => task_failed(),
-        Some(Decision::Error(status)) => injected(status),
+        Some(Decision::Error(error)) => injected(&error),
         Some(_) => Json(json!({"success": true})).into_response(),
     }
 }

@@ -1,20 +1,70 @@
 //! The simulated Waspy API: `POST /api/v2/messages`, `GET /api/v2/messages/{id}`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Decision, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::waspy::{REPLAYED_HEADER, SUPPORTED_TYPES};
+use crate::providers::{Adapter, HttpReply};
+use crate::retry::Failure;
+
+/// Waspy's send path (also what the in-process `mock` provider's script rules match).
+pub const PATH: &str = "/api/v2/messages";
 
 /// Waspy's routes.
 pub fn routes() -> Router<MockCore> {
     Router::new()
-        .route("/api/v2/messages", post(waspy_send))
-        .route("/api/v2/messages/{id}", get(waspy_get))
+        .route(PATH, post(waspy_send))
+        .route(&format!("{PATH}/{{id}}"), get(waspy_get))
+}
+
+/// An injected error as Waspy would answer it: status, `{"error":{"code","message"}}` and a
+/// `Retry-After` when there is one. Without a scripted code, `MOCK_INJECTED` (which no
+/// adapter table knows, so the status decides the class).
+fn injected_parts(error: &InjectedError) -> (StatusCode, Value, Option<String>) {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let code = error.code.as_deref().unwrap_or("MOCK_INJECTED");
+    let body = json!({"error": {"code": code, "message": "injected by the mock gateway"}});
+    (status, body, error.retry_after_header())
+}
+
+fn injected(error: &InjectedError) -> Response {
+    let (status, body, retry_after) = injected_parts(error);
+    let mut response = (status, Json(body)).into_response();
+    if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
+}
+
+/// How the Waspy adapter classifies this error in Waspy's answer: the in-process `mock`
+/// provider's scripted errors mean what they would mean from Waspy.
+pub fn classify(error: &InjectedError) -> Failure {
+    let (status, body, retry_after) = injected_parts(error);
+    let mut headers = HeaderMap::new();
+    if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        headers.insert("retry-after", value);
+    }
+    let reply = HttpReply {
+        status: status.as_u16(),
+        headers,
+        body: body.to_string().into(),
+    };
+    // The adapter's answer classification needs neither its sender nor its key.
+    let adapter = crate::providers::waspy::Waspy::new(
+        String::new(),
+        crate::config::Secret::new(String::new()),
+    );
+    match adapter.response(&reply) {
+        Err(failure) => failure,
+        // An error status never reads as accepted; kept total rather than panicking.
+        Ok(_) => super::injected(error.status),
+    }
 }
 
 fn waspy_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -27,6 +77,7 @@ fn waspy_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 async fn waspy_send(
     State(core): State<MockCore>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -74,14 +125,13 @@ async fn waspy_send(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // A real gateway finishes a send even when the client hangs up mid-call; running the
-    // decision on its own task keeps that true here (hyper drops a handler whose client left).
-    let decision = {
-        let core = core.clone();
-        let body = body.clone();
-        tokio::spawn(async move { core.handle(key.as_deref(), body).await })
+    let call = Call {
+        path: uri.path().to_string(),
+        to: body.get("to").and_then(Value::as_str).map(str::to_owned),
+        key,
+        body: body.clone(),
     };
-    let Ok(decision) = decision.await else {
+    let Some(decision) = core.handle_detached(call).await else {
         return waspy_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "MOCK_FAILED",
@@ -89,18 +139,16 @@ async fn waspy_send(
         );
     };
     let (status, id, replayed) = match decision {
-        Decision::Sent(id) => (StatusCode::CREATED, id, false),
-        Decision::Replayed(id) => (StatusCode::CREATED, id, true),
-        Decision::Error(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = waspy_error(status, "MOCK_INJECTED", "injected by the mock gateway");
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                response
-                    .headers_mut()
-                    .insert("retry-after", "1".parse().expect("static header"));
-            }
-            return response;
+        Decision::Sent(id) => {
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Waspy,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            (StatusCode::CREATED, id, false)
         }
+        Decision::Replayed(id) => (StatusCode::CREATED, id, true),
+        Decision::Error(error) => return injected(&error),
     };
     let mut response = (
         status,

@@ -7,13 +7,14 @@
 //! whose window is 60 s, the simulator remembers keys for its whole life.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Decision, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::wazzup::{CHAT_TYPE, PATH};
 
 /// WABA's main-text limit (`MESSAGES_TOO_LONG_WABA`).
@@ -151,6 +152,7 @@ fn validation_error(body: &Value) -> Option<Response> {
 
 async fn wazzup_send(
     State(core): State<MockCore>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -178,14 +180,13 @@ async fn wazzup_send(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let chat_id = body["chatId"].clone();
-    // A real gateway finishes a send even when the client hangs up mid-call; running the
-    // decision on its own task keeps that true here (hyper drops a handler whose client left).
-    let decision = {
-        let core = core.clone();
-        let key = key.clone();
-        tokio::spawn(async move { core.handle(key.as_deref(), body).await })
+    let call = Call {
+        path: uri.path().to_string(),
+        to: chat_id.as_str().map(str::to_owned),
+        key: key.clone(),
+        body,
     };
-    let Ok(decision) = decision.await else {
+    let Some(decision) = core.handle_detached(call).await else {
         return wazzup_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "UNKNOWN_ERROR",
@@ -194,29 +195,46 @@ async fn wazzup_send(
         );
     };
     match decision {
-        Decision::Sent(id) => (
-            StatusCode::CREATED,
-            Json(json!({ "messageId": id, "chatId": chat_id })),
-        )
-            .into_response(),
+        Decision::Sent(id) => {
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Wazzup,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            (
+                StatusCode::CREATED,
+                Json(json!({ "messageId": id, "chatId": chat_id })),
+            )
+                .into_response()
+        }
         // The document's answer to a repeat: no messageId, only the echoed crmMessageId.
         Decision::Replayed(_) => bad_request_with(
             "REPEATED_CRM_MESSAGE_ID",
             "Ya has enviado un mensaje con el mismo crmMessageId",
             json!({ "crmMessageId": key }),
         ),
-        Decision::Error(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            // Wazzup names no code for 401 and 429; the others are its documented catch-alls.
-            let code = match status.as_u16() {
-                401 => "UNAUTHORIZED",
-                429 => "TOO_MANY_REQUESTS",
-                500..=599 => "UNKNOWN_ERROR",
-                _ => "VALIDATION_ERROR",
-            };
-            wazzup_error(status, code, "injected by the mock gateway", json!({}))
-        }
+        Decision::Error(error) => injected(&error),
     }
+}
+
+/// An injected error in Wazzup's body: a scripted code in `error`, else Wazzup's catch-all
+/// for the status (it names no code for 401 and 429); `Retry-After` when there is one.
+fn injected(error: &InjectedError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let code = error.code.as_deref().unwrap_or(match status.as_u16() {
+        401 => "UNAUTHORIZED",
+        429 => "TOO_MANY_REQUESTS",
+        500..=599 => "UNKNOWN_ERROR",
+        _ => "VALIDATION_ERROR",
+    });
+    let mut response = wazzup_error(status, code, "injected by the mock gateway", json!({}));
+    // Only a scripted Retry-After: the random injection never sent one here.
+    if let Some(after) = error.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(after.as_secs()));
+    }
+    response
 }
 
 fn bad_request_with(code: &str, description: &str, data: Value) -> Response {

@@ -9,13 +9,14 @@
 //! no idempotency, so every accepted request is a new message with new ids.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Decision, MockCore};
+use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use crate::config::ProviderKind;
 use crate::providers::whaapy::{PATH, SUPPORTED_TYPES};
 
 /// Fields of a Meta-style body that address the message rather than being the message object.
@@ -40,10 +41,13 @@ fn validation(message: &str) -> Response {
     whaapy_error(StatusCode::BAD_REQUEST, "validation_error", message)
 }
 
-/// How Whaapy reports an injected HTTP status.
-fn injected(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let (error, message) = match status.as_u16() {
+/// How Whaapy reports an injected error. A scripted numeric code is a WhatsApp-level code,
+/// which Whaapy passes through in `code` under its generic `message_delivery_failed`; a
+/// scripted name is Whaapy's own `error`; else the status's error name. `Retry-After` when
+/// scripted, and always on a 429.
+fn injected(error: &InjectedError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let (name, message) = match status.as_u16() {
         401 => ("unauthorized", "API key inválida"),
         403 => (
             "insufficient_scope",
@@ -54,11 +58,23 @@ fn injected(status: u16) -> Response {
         400..=499 => ("validation_error", "Solicitud inválida"),
         _ => ("internal_error", "Error interno del servidor"),
     };
-    let mut response = whaapy_error(status, error, message);
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    let body = match error.code.as_deref() {
+        None => json!({ "error": name, "message": message }),
+        Some(code) if code.bytes().all(|b| b.is_ascii_digit()) => json!({
+            "error": "message_delivery_failed",
+            "message": "injected by the mock gateway",
+            "code": code,
+        }),
+        Some(code) => json!({ "error": code, "message": "injected by the mock gateway" }),
+    };
+    let mut response = (status, Json(body)).into_response();
+    let retry_after = match error.retry_after {
+        Some(after) => Some(HeaderValue::from(after.as_secs())),
+        None => (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+    };
+    if let Some(value) = retry_after {
+        response.headers_mut().insert("retry-after", value);
     }
     response
 }
@@ -143,6 +159,7 @@ fn message_type(body: &Map<String, Value>) -> Result<String, String> {
 
 async fn whaapy_send(
     State(core): State<MockCore>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -177,19 +194,29 @@ async fn whaapy_send(
         .cloned();
 
     let body = Value::Object(body);
-    // No idempotency key: Whaapy sends every request it accepts. The decision runs on its own
-    // task so a client that hangs up mid-call does not cancel a send Whaapy would finish.
-    let decision = {
-        let core = core.clone();
-        tokio::spawn(async move { core.handle(None, body).await })
+    // No idempotency key: Whaapy sends every request it accepts.
+    let call = Call {
+        path: uri.path().to_string(),
+        to: input.as_ref().and_then(Value::as_str).map(str::to_owned),
+        key: None,
+        body,
     };
-    let Ok(decision) = decision.await else {
-        return injected(500);
+    let Some(decision) = core.handle_detached(call).await else {
+        return injected(&InjectedError::status(500));
     };
     let id = match decision {
+        Decision::Sent(id) => {
+            // The adapter correlates by `data.id`, which is this id.
+            core.send_receipts(SentMessage {
+                provider: ProviderKind::Whaapy,
+                provider_message_id: id.clone(),
+                job_id: None,
+            });
+            id
+        }
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Sent(id) | Decision::Replayed(id) => id,
-        Decision::Error(status) => return injected(status),
+        Decision::Replayed(id) => id,
+        Decision::Error(error) => return injected(&error),
     };
     let contacts = match (input, wa_id) {
         (Some(input), Some(wa_id)) => json!([{ "input": input, "wa_id": wa_id }]),

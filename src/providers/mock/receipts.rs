@@ -1,0 +1,189 @@
+//! Status receipts the simulator sends back after a send, like a real gateway's webhooks.
+//!
+//! After a successful (not replayed) send the simulator POSTs `delivered` after
+//! `delivered_after` and `read` after `read_after` (each optional) to `receipts_url`, in the
+//! format of the API that was called ([`crate::receipts::render`]) and signed with the webhook
+//! secret ([`crate::receipts::sign`], the URL being `receipts_url`). Each send's receipts run
+//! on their own task, so they never hold up the send's answer; a failed POST is retried after
+//! [`RETRY_DELAYS`] and then logged. At most [`MAX_PENDING`] sends have receipts waiting: past
+//! that, new ones are dropped with a warning rather than growing memory without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+
+use crate::config::{MockOptions, ProviderKind, Secret};
+use crate::outcome::Status;
+use crate::receipts::{self, Receipt};
+
+/// Most sends whose receipts may be waiting or in flight at once: a load test of millions of
+/// sends with a long `read_after` must not hold millions of timers.
+pub const MAX_PENDING: usize = 10_000;
+
+/// Waits before each retry of a failed POST: a few quick ones, like a gateway's webhook retry
+/// but on a simulator's time scale.
+pub const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+];
+
+/// How long one receipt POST may take before it counts as failed.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One accepted send, as its receipts must name it.
+#[derive(Debug, Clone)]
+pub struct SentMessage {
+    /// Whose webhook format to use: the API that was called.
+    pub provider: ProviderKind,
+    /// The id the send answered with, by which the receiver correlates.
+    pub provider_message_id: String,
+    /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
+    /// `foreign_id`), if anything.
+    pub job_id: Option<String>,
+}
+
+/// Receipt counters, read into [`super::Stats`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Receipts the receiver answered 2xx.
+    pub sent: AtomicU64,
+    /// Receipts given up on after every retry.
+    pub failed: AtomicU64,
+    /// Sends whose receipts were dropped because [`MAX_PENDING`] were waiting.
+    pub dropped: AtomicU64,
+}
+
+/// Sends the receipts `MockOptions` ask for.
+pub struct ReceiptSender {
+    url: String,
+    secret: Option<Secret>,
+    /// `(status, delay after the send)`, earliest first.
+    steps: Vec<(Status, Duration)>,
+    client: reqwest::Client,
+    pending: Arc<Semaphore>,
+    counters: Arc<Counters>,
+}
+
+impl ReceiptSender {
+    /// A sender for `options`, or `None` when they ask for no receipts (no URL, or no delay).
+    pub fn new(
+        options: &MockOptions,
+        secret: Option<Secret>,
+        counters: Arc<Counters>,
+    ) -> Option<Self> {
+        let url = options.receipts_url.clone()?;
+        let mut steps: Vec<(Status, Duration)> = [
+            (Status::Delivered, options.delivered_after),
+            (Status::Read, options.read_after),
+        ]
+        .into_iter()
+        .filter_map(|(status, after)| Some((status, after?)))
+        .collect();
+        if steps.is_empty() {
+            tracing::warn!(
+                "mock gateway: receipts_url is set but neither delivered_after nor read_after; no receipts will be sent"
+            );
+            return None;
+        }
+        steps.sort_by_key(|(_, after)| *after);
+        if secret.is_none() {
+            tracing::warn!(
+                "mock gateway: no webhook secret; receipts go out unsigned and a mensajero listener will refuse them"
+            );
+        }
+        let client = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            .user_agent(concat!("mensajero-mock/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .ok()?;
+        Some(Self {
+            url,
+            secret,
+            steps,
+            client,
+            pending: Arc::new(Semaphore::new(MAX_PENDING)),
+            counters,
+        })
+    }
+
+    /// Schedule `message`'s receipts on their own task; never waits.
+    pub fn schedule(self: &Arc<Self>, message: SentMessage) {
+        // Acquired before spawning, so the bound holds exactly.
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                provider_message_id = %message.provider_message_id,
+                limit = MAX_PENDING,
+                "mock gateway: too many receipts pending; dropping this message's receipts"
+            );
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for (status, after) in &this.steps {
+                tokio::time::sleep_until(start + *after).await;
+                this.deliver(&message, *status).await;
+            }
+            drop(permit);
+        });
+    }
+
+    /// POST one receipt, retrying after each of [`RETRY_DELAYS`].
+    async fn deliver(&self, message: &SentMessage, status: Status) {
+        let receipt = Receipt {
+            provider_message_id: message.provider_message_id.clone(),
+            status,
+            job_id: message.job_id.clone(),
+            error: None,
+            occurred_at: Some(Utc::now()),
+        };
+        let body = receipts::render(message.provider, &receipt);
+        let mut last_error = String::new();
+        for attempt in 0..=RETRY_DELAYS.len() {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_DELAYS[attempt - 1]).await;
+            }
+            // Signed per attempt: seven.io's signature carries a fresh timestamp and nonce.
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            if let Some(secret) = &self.secret {
+                let headers = receipts::sign(
+                    message.provider,
+                    secret,
+                    "POST",
+                    &self.url,
+                    &body,
+                    Utc::now(),
+                );
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+            }
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(response) => last_error = format!("HTTP {}", response.status().as_u16()),
+                // Without the URL: it may carry a secret in its query (Waspy's `?secret=`).
+                Err(e) => last_error = e.without_url().to_string(),
+            }
+        }
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            provider_message_id = %message.provider_message_id,
+            status = status.as_str(),
+            attempts = RETRY_DELAYS.len() + 1,
+            error = %last_error,
+            "mock gateway: receipt not accepted by the receiver; giving up"
+        );
+    }
+}
