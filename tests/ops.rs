@@ -810,3 +810,101 @@ max_age = "1s"
     );
     assert!(log_field(auth_line, "attempt").is_some(), "{auth_line}");
 }
+
+// ---------------------------------------------------------------------------------------
+
+/// Run `mensajero run` with `--log-format format` and its stderr not a terminal, against a
+/// Redis that is not there; stop it with SIGTERM once its listener answers. Returns stderr.
+async fn logs_of_a_worker_without_redis(format: &str) -> String {
+    let prefix = unique_prefix(&format!("ops-log-{format}"));
+    let dir = std::env::temp_dir();
+    let config_path = dir.join(format!("{prefix}.toml"));
+    let log_path = dir.join(format!("{prefix}.log"));
+    let port = free_port();
+    // Port 1 on loopback refuses connections: Redis is unreachable from the start.
+    std::fs::write(
+        &config_path,
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\nprefix = \"{prefix}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[channels.demo]\nprovider = \"mock\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mensajero"))
+        .args(["--log-format", format, "--config"])
+        .arg(&config_path)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start worker");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = client.get(format!("{base}/healthz")).send().await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Alive, not ready: it has reached neither service.
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"amqp": false, "redis": false})
+    );
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // SIGTERM is honoured even while the first Redis connection is still being retried.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker still running 5 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(&config_path);
+    logs
+}
+
+/// `auto` writes JSON lines when stderr is not a terminal (a container's log collector);
+/// `text` is human-readable and, into a file, free of colour escape codes.
+#[tokio::test]
+async fn log_formats_suit_their_reader() {
+    for format in ["auto", "json"] {
+        let logs = logs_of_a_worker_without_redis(format).await;
+        assert!(logs.contains("shutdown requested"), "{format}: {logs}");
+        for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+            let line: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{format}: not JSON ({e}): {line}"));
+            assert!(line["level"].is_string() && line["message"].is_string());
+        }
+    }
+    let logs = logs_of_a_worker_without_redis("text").await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("shutdown requested"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(serde_json::from_str::<Value>(line).is_err(), "{line}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "escape codes in a log file: {logs:?}"
+    );
+}
