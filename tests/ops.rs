@@ -377,7 +377,6 @@ retry_schedule = ["100ms"]
         ("mensajero_channel_healthy", vec![("channel", CHANNEL)], 1.0),
         ("mensajero_ready", vec![], 1.0),
         ("mensajero_amqp_reconnects_total", vec![], 0.0),
-        ("mensajero_redis_errors_total", vec![], 0.0),
     ];
     let mismatches = |m: &Scrape| -> Vec<String> {
         expected
@@ -410,6 +409,8 @@ retry_schedule = ["100ms"]
         total("mensajero_gateway_request_duration_seconds_count"),
         6.0
     );
+    // Present from the start (a slow Redis answer under load may count one, so no value).
+    assert!(metrics.get("mensajero_redis_errors_total", &[]).is_some());
     let lag = metrics.family("mensajero_receipt_lag_seconds_count");
     assert_eq!(lag.len(), 1);
     assert_eq!(lag[0].1, 1.0);
