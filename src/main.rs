@@ -212,10 +212,11 @@ fn main() -> std::process::ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -227,7 +228,9 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .init();
     } else {
-        builder.init();
+        // Colours only for a terminal: `--log-format text` into a file or a log collector
+        // must not be full of escape codes.
+        builder.with_ansi(terminal).init();
     }
 }
 

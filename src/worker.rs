@@ -210,7 +210,13 @@ async fn connect_redis(
     let client = redis::Client::open(url)?;
     let mut backoff = reconnect_backoff();
     loop {
-        match redis::aio::ConnectionManager::new(client.clone()).await {
+        // The first connection retries by itself for several seconds; shutdown must not wait
+        // for that (a rolling restart during a Redis outage would hang until SIGKILL).
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            connected = redis::aio::ConnectionManager::new(client.clone()) => connected,
+        };
+        match connected {
             Ok(manager) => return Ok(Some(manager)),
             Err(e) => {
                 let wait = backoff.next().unwrap_or(Duration::from_secs(5));

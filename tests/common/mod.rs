@@ -492,14 +492,25 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Start `mensajero run` with this configuration file and environment.
     pub fn start(config_path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(config_path, env, "warn", std::process::Stdio::inherit())
+    }
+
+    /// Start `mensajero run` logging JSON lines at `rust_log` to `stderr` (a file, to read
+    /// the logs back).
+    pub fn start_with(
+        config_path: &std::path::Path,
+        env: &[(&str, &str)],
+        rust_log: &str,
+        stderr: impl Into<std::process::Stdio>,
+    ) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_mensajero"))
             .args(["--log-format", "json", "--config"])
             .arg(config_path)
             .arg("run")
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start worker");
         Self { child }
