@@ -163,6 +163,15 @@ impl ProviderKind {
     }
 }
 
+/// Whether the secrets channels reference must be present in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// A worker: it will call gateways and check webhooks.
+    Required,
+    /// A tool that never does.
+    Optional,
+}
+
 /// What to do with a job whose previous attempt may have reached a gateway that has no
 /// idempotency mechanism (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -414,8 +423,19 @@ impl fmt::Debug for Secret {
 }
 
 impl Config {
-    /// Load defaults + `file` (if any) + the process environment.
+    /// Load defaults + `file` (if any) + the process environment, every referenced secret
+    /// required (what a worker needs).
     pub fn load(file: Option<&Path>) -> Result<Config, Problems> {
+        Self::load_with(file, Secrets::Required)
+    }
+
+    /// Load for operator and producer tools (`enqueue`, `outcomes`, `dlq`, `topology`), which
+    /// never call a gateway: channels' secrets may be absent from their environment.
+    pub fn load_for_tools(file: Option<&Path>) -> Result<Config, Problems> {
+        Self::load_with(file, Secrets::Optional)
+    }
+
+    fn load_with(file: Option<&Path>, secrets: Secrets) -> Result<Config, Problems> {
         let overlay = match file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 Problems(vec![Problem {
@@ -425,13 +445,21 @@ impl Config {
             })?),
             None => None,
         };
-        Self::from_sources(overlay.as_deref(), std::env::vars())
+        Self::build(overlay.as_deref(), std::env::vars(), secrets)
     }
 
     /// Build from an optional TOML overlay and an explicit environment (testable).
     pub fn from_sources(
         overlay: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problems> {
+        Self::build(overlay, env, Secrets::Required)
+    }
+
+    fn build(
+        overlay: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        required: Secrets,
     ) -> Result<Config, Problems> {
         let mut problems = Vec::new();
         let mut root = parse_toml("config/default.toml", DEFAULT_TOML, &mut problems);
@@ -506,7 +534,7 @@ impl Config {
             channels,
             secrets,
         };
-        problems.extend(config.semantic_problems());
+        problems.extend(config.semantic_problems(required));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -515,9 +543,11 @@ impl Config {
     }
 
     /// Checks that need more than one field, or the environment (referenced secrets must exist).
-    fn semantic_problems(&self) -> Vec<Problem> {
+    fn semantic_problems(&self, required: Secrets) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut push = |path: String, message: String| out.push(Problem { path, message });
+        let missing =
+            |var: &String| required == Secrets::Required && !self.secrets.contains_key(var);
         if self.worker.max_in_flight == 0 {
             push("worker.max_in_flight".into(), "must be at least 1".into());
         }
@@ -602,7 +632,7 @@ impl Config {
                         at("api_key_env"),
                         "name the environment variable holding the API key".into(),
                     ),
-                    Some(var) if !self.secrets.contains_key(var) => push(
+                    Some(var) if missing(var) => push(
                         at("api_key_env"),
                         format!("environment variable {var} is not set"),
                     ),
@@ -614,7 +644,7 @@ impl Config {
                 ("verify_token_env", &ch.verify_token_env),
             ] {
                 if let Some(var) = var
-                    && !self.secrets.contains_key(var)
+                    && missing(var)
                 {
                     push(at(field), format!("environment variable {var} is not set"));
                 }
@@ -947,6 +977,19 @@ mod tests {
         ] {
             assert!(paths.contains(&expected), "missing {expected} in {err}");
         }
+    }
+
+    #[test]
+    fn tools_load_without_the_channels_secrets_but_workers_do_not() {
+        let overlay = "[channels.w]\nprovider = \"waspy\"\nbase_url = \"https://x\"\nsender = \"s\"\napi_key_env = \"K\"\nwebhook_secret_env = \"H\"\n";
+        let err = Config::from_sources(Some(overlay), env(&[])).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("environment variable K is not set"));
+        let config = Config::build(Some(overlay), env(&[]), Secrets::Optional).unwrap();
+        assert!(config.api_key("w").is_none());
+        // Everything else is still checked.
+        let bad = overlay.replace("https://x", "not a url");
+        assert!(Config::build(Some(&bad), env(&[]), Secrets::Optional).is_err());
     }
 
     #[test]

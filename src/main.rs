@@ -303,7 +303,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let config = load(cli.config.as_deref())?;
+            let config = if matches!(command, Command::Run) {
+                load(cli.config.as_deref())?
+            } else {
+                // Tools never call a gateway: they need no channel secrets.
+                Config::load_for_tools(cli.config.as_deref())
+                    .map_err(|problems| anyhow::anyhow!("{problems}"))?
+            };
             match command {
                 Command::Run => {
                     if config.channels.is_empty() {
