@@ -984,7 +984,10 @@ mod tests {
         let overlay = "[channels.w]\nprovider = \"waspy\"\nbase_url = \"https://x\"\nsender = \"s\"\napi_key_env = \"K\"\nwebhook_secret_env = \"H\"\n";
         let err = Config::from_sources(Some(overlay), env(&[])).unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
-        assert!(err.to_string().contains("environment variable K is not set"));
+        assert!(
+            err.to_string()
+                .contains("environment variable K is not set")
+        );
         let config = Config::build(Some(overlay), env(&[]), Secrets::Optional).unwrap();
         assert!(config.api_key("w").is_none());
         // Everything else is still checked.

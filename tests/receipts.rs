@@ -271,7 +271,27 @@ async fn a_failed_receipt_carries_the_gateways_error() {
     assert_eq!(event.previous_status, Some(Status::Sent));
     let error = event.error.expect("error on failed");
     assert_eq!(error.provider_code.as_deref(), Some("131026"));
+    // Meta's table: 131026 is undeliverable.
+    assert_eq!(error.class, mensajero::retry::ErrorClass::Rejected);
+    assert_eq!(error.code, "delivery_failed");
     assert!(error.message.contains("undeliverable"), "{}", error.message);
+    // A window that closed between send and delivery is reported as such (Meta 131047).
+    let other = send(&app, "window-closed", "meta-mx").await;
+    let mut late = receipt(
+        other.provider_message_id.as_deref().unwrap(),
+        Status::Failed,
+        Some("window-closed"),
+    );
+    late.error = Some(ReceiptError {
+        code: Some("131047".into()),
+        message: "Re-engagement message".into(),
+    });
+    assert_eq!(post_receipt(&app, "meta-mx", &late).await, StatusCode::OK);
+    let closed = app.next_outcome().await;
+    assert_eq!(
+        closed.error.map(|e| e.class),
+        Some(mensajero::retry::ErrorClass::WindowExpired)
+    );
     // Nothing follows `failed`.
     let read = receipt(&id, Status::Read, Some("fails-later"));
     assert_eq!(post_receipt(&app, "meta-mx", &read).await, StatusCode::OK);

@@ -196,6 +196,14 @@ impl Adapter for Meta {
         })
     }
 
+    fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        let code: u32 = code.trim().parse().ok()?;
+        ERROR_TABLE
+            .iter()
+            .find(|(codes, _)| codes.contains(&code))
+            .map(|(_, class)| *class)
+    }
+
     fn response(&self, reply: &HttpReply) -> SendResult {
         let json = reply.json();
         // Meta errors always carry an `error` object; one on a 2xx is still a failure.

@@ -101,6 +101,13 @@ pub trait Adapter: Send + Sync + 'static {
     fn status_request(&self, _provider_message_id: &str) -> Option<HttpCall> {
         None
     }
+
+    /// The class of one of this gateway's error codes, as its error table has it: what a
+    /// `failed` receipt carrying that code means (SPEC §3's error on a job that failed after
+    /// `sent`). `None` for codes the table does not name.
+    fn code_class(&self, _code: &str) -> Option<ErrorClass> {
+        None
+    }
 }
 
 /// An adapter plus the HTTP client that runs its calls.
@@ -296,6 +303,15 @@ impl Gateway {
         match self {
             Self::Http(g) => g.send(job, ctx).await,
             Self::Mock(m) => m.send(job, ctx).await,
+        }
+    }
+
+    /// The class of a gateway error code (from a `failed` receipt), if its table names it.
+    pub fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        match self {
+            Self::Http(g) => g.adapter.code_class(code),
+            // The simulator's receipts are in Waspy's format, with Waspy's codes.
+            Self::Mock(_) => waspy::code_class(code),
         }
     }
 

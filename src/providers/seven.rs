@@ -490,6 +490,13 @@ impl Adapter for Seven {
         })
     }
 
+    fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        match lookup(code)? {
+            Meaning::Failed(class) | Meaning::MaybeSent(class) => Some(class),
+            Meaning::Accepted => None,
+        }
+    }
+
     fn response(&self, reply: &HttpReply) -> SendResult {
         let json = reply.json();
         let code = json.as_ref().and_then(body_code);

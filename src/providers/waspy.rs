@@ -38,6 +38,14 @@ pub const ERROR_TABLE: &[(&str, u16, ErrorClass)] = &[
     ("IDEMPOTENCY_CONFLICT", 409, ErrorClass::Transient),
 ];
 
+/// The class [`ERROR_TABLE`] gives a code.
+pub fn code_class(code: &str) -> Option<ErrorClass> {
+    ERROR_TABLE
+        .iter()
+        .find(|(name, _, _)| name.eq_ignore_ascii_case(code))
+        .map(|(_, _, class)| *class)
+}
+
 /// Header Waspy sets on answers served from its idempotency cache.
 pub const REPLAYED_HEADER: &str = "idempotency-replayed";
 
@@ -111,6 +119,10 @@ impl Adapter for Waspy {
             ],
             body: Value::Object(body),
         })
+    }
+
+    fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        code_class(code)
     }
 
     fn status_request(&self, provider_message_id: &str) -> Option<HttpCall> {

@@ -440,6 +440,13 @@ impl Adapter for Wazzup {
         })
     }
 
+    fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        match lookup(code)? {
+            Meaning::Failed(class) | Meaning::MaybeSent(class) => Some(class),
+            Meaning::AlreadySent => None,
+        }
+    }
+
     fn response(&self, reply: &HttpReply) -> SendResult {
         let json = reply.json();
         let code = json.as_ref().and_then(body_code);

@@ -226,6 +226,18 @@ impl Adapter for Whaapy {
         })
     }
 
+    fn code_class(&self, code: &str) -> Option<ErrorClass> {
+        let numeric = code.trim().parse::<u32>().ok();
+        ERROR_TABLE
+            .iter()
+            .find(|(key, _)| match key {
+                Key::Code(codes) => numeric.is_some_and(|n| codes.contains(&n)),
+                Key::Error(name) => name.eq_ignore_ascii_case(code),
+                Key::Status(_) => false,
+            })
+            .map(|(_, class)| *class)
+    }
+
     fn response(&self, reply: &HttpReply) -> SendResult {
         let json = reply.json();
         // Whaapy's errors carry `error`; one on a 2xx (its 131047 example) is still a failure.

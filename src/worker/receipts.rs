@@ -229,9 +229,12 @@ async fn apply_locked(
     let Some(&(last, _)) = steps.last() else {
         return Ok(Applied::Nothing);
     };
+    let class = failed_class(shared, channel, receipt);
     let mut previous = tracked.status;
     for (status, inferred) in steps {
-        let event = receipt_outcome(channel, &tracked, receipt, status, previous, inferred);
+        let event = receipt_outcome(
+            channel, class, &tracked, receipt, status, previous, inferred,
+        );
         publish_outcome(shared, publisher, &event).await?;
         previous = status;
     }
@@ -241,9 +244,22 @@ async fn apply_locked(
     Ok(Applied::Published)
 }
 
+/// The class of a `failed` receipt: what the gateway's error table says its code means, as a
+/// terminal class (the gateway gave up after accepting the message, so nothing is retried);
+/// `rejected` when the gateway gives no code the table knows.
+fn failed_class(shared: &Shared, channel: &str, receipt: &Receipt) -> ErrorClass {
+    receipt
+        .error
+        .as_ref()
+        .and_then(|e| e.code.as_deref())
+        .and_then(|code| shared.channels.get(channel)?.gateway.code_class(code))
+        .map_or(ErrorClass::Rejected, ErrorClass::terminal)
+}
+
 /// The outcome a receipt publishes for `status`.
 fn receipt_outcome(
     channel: &str,
+    class: ErrorClass,
     tracked: &Tracked,
     receipt: &Receipt,
     status: Status,
@@ -253,9 +269,7 @@ fn receipt_outcome(
     let error = (status == Status::Failed).then(|| {
         let detail = receipt.error.as_ref();
         OutcomeError {
-            // The gateway accepted the message and then could not deliver it: resending the
-            // same message will not help, so `rejected`; the gateway's own code says why.
-            class: ErrorClass::Rejected,
+            class,
             code: "delivery_failed".into(),
             message: detail.map_or_else(
                 || "the gateway reported the message as failed".to_string(),
