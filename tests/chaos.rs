@@ -253,7 +253,7 @@ retry_schedule = ["300ms", "1s", "2s"]
     fn finished(&self) -> usize {
         self.seen
             .values()
-            .filter(|events| events.iter().any(|o| is_terminal(o)))
+            .filter(|events| events.iter().any(is_terminal))
             .count()
     }
 
