@@ -228,4 +228,39 @@ mod tests {
         );
         assert_ne!(a, event_id("c2", "k", "j", EventKind::Status, Status::Sent));
     }
+
+    /// Any status, for the properties below.
+    fn any_status() -> impl proptest::strategy::Strategy<Value = Status> {
+        proptest::sample::select(vec![
+            Status::Queued,
+            Status::Sent,
+            Status::Delivered,
+            Status::Read,
+            Status::Failed,
+        ])
+    }
+
+    proptest::proptest! {
+        /// The order is strict (never to itself), `failed` is terminal and reachable from every
+        /// other status, and the other four form one chain: of two distinct ones exactly one
+        /// can advance to the other, and advancing is transitive.
+        #[test]
+        fn the_status_order_is_a_strict_chain_ending_in_failed(
+            a in any_status(),
+            b in any_status(),
+            c in any_status(),
+        ) {
+            proptest::prop_assert!(!a.can_advance_to(a));
+            proptest::prop_assert!(!Status::Failed.can_advance_to(a));
+            if a != Status::Failed {
+                proptest::prop_assert!(a.can_advance_to(Status::Failed));
+            }
+            if a != b && a != Status::Failed && b != Status::Failed {
+                proptest::prop_assert!(a.can_advance_to(b) != b.can_advance_to(a));
+            }
+            if a.can_advance_to(b) && b.can_advance_to(c) {
+                proptest::prop_assert!(a.can_advance_to(c));
+            }
+        }
+    }
 }

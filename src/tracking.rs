@@ -360,4 +360,101 @@ mod tests {
         assert!(transitions(Failed, Read).is_empty());
         assert!(transitions(Failed, Failed).is_empty());
     }
+
+    fn any_status() -> impl proptest::strategy::Strategy<Value = Status> {
+        proptest::sample::select(vec![Queued, Sent, Delivered, Read, Failed])
+    }
+
+    /// Receipts as a gateway may send them: any of its four words, repeated, in any order.
+    fn receipts() -> impl proptest::strategy::Strategy<Value = Vec<Status>> {
+        proptest::collection::vec(
+            proptest::sample::select(vec![Sent, Delivered, Read, Failed]),
+            0..12,
+        )
+    }
+
+    /// Apply `reported` in order to a message at `start` the way the receipt consumer does:
+    /// publish what `transitions` returns, then move on to the last status published.
+    fn publish_all(start: Status, reported: &[Status]) -> (Vec<(Status, bool)>, Status) {
+        let mut current = start;
+        let mut published = Vec::new();
+        for &status in reported {
+            let out = transitions(current, status);
+            if let Some(&(last, _)) = out.last() {
+                current = last;
+            }
+            published.extend(out);
+        }
+        (published, current)
+    }
+
+    /// Where a message ends: `failed` once any receipt said so, else the highest status seen.
+    fn highest(start: Status, reported: &[Status]) -> Status {
+        if reported.contains(&Failed) {
+            return Failed;
+        }
+        reported
+            .iter()
+            .copied()
+            .fold(start, |a, b| if a.can_advance_to(b) { b } else { a })
+    }
+
+    proptest::proptest! {
+        /// Any receipts, in any order, with duplicates: what is published moves strictly
+        /// forward (so never repeats a status), ends at the highest status reached, publishes
+        /// only reported statuses except an inferred `delivered`, and infers only a `delivered`
+        /// that was skipped (immediately followed by `read`, never after a real one).
+        #[test]
+        fn any_receipt_sequence_publishes_a_monotone_sequence(
+            start in proptest::sample::select(vec![Queued, Sent]),
+            reported in receipts(),
+        ) {
+            let (published, end) = publish_all(start, &reported);
+            let mut previous = start;
+            for (i, &(status, inferred)) in published.iter().enumerate() {
+                proptest::prop_assert!(previous.can_advance_to(status), "{published:?} from {start:?}");
+                if inferred {
+                    proptest::prop_assert_eq!(status, Delivered);
+                    proptest::prop_assert_eq!(published.get(i + 1), Some(&(Read, false)));
+                } else {
+                    proptest::prop_assert!(reported.contains(&status));
+                }
+                previous = status;
+            }
+            let statuses: Vec<Status> = published.iter().map(|p| p.0).collect();
+            let mut unique = statuses.clone();
+            unique.dedup();
+            proptest::prop_assert_eq!(&unique, &statuses);
+            proptest::prop_assert_eq!(end, highest(start, &reported));
+            proptest::prop_assert_eq!(statuses.last().copied().unwrap_or(start), end);
+            if reported.contains(&Delivered) {
+                let first_delivered = reported.iter().position(|&s| s == Delivered);
+                let first_read = reported.iter().position(|&s| s == Read);
+                if first_delivered < first_read {
+                    proptest::prop_assert!(published.iter().all(|p| !p.1));
+                }
+            }
+        }
+
+        /// The order receipts arrive in changes what is published on the way, never where a
+        /// message ends.
+        #[test]
+        fn the_end_state_does_not_depend_on_arrival_order(
+            start in proptest::sample::select(vec![Queued, Sent]),
+            reported in receipts(),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            use rand::{SeedableRng, seq::SliceRandom};
+            let mut shuffled = reported.clone();
+            shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            proptest::prop_assert_eq!(publish_all(start, &reported).1, publish_all(start, &shuffled).1);
+        }
+
+        /// A status already reached, reported again, publishes nothing.
+        #[test]
+        fn a_repeated_receipt_adds_nothing(start in any_status(), reported in receipts()) {
+            let (_, end) = publish_all(start, &reported);
+            proptest::prop_assert!(transitions(end, end).is_empty());
+        }
+    }
 }
