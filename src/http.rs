@@ -137,15 +137,68 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// Connections served at once; more are closed on arrival. Gateways send a few webhooks at a
+/// time each and Prometheus one scrape: this only bounds what a flood of idle sockets can hold.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serve `router(state)` on `listener` until `shutdown` resolves.
+///
+/// Served with hyper directly rather than `axum::serve`, which sets no timer: every connection
+/// must send its request headers within `http.request_timeout` (a slowloris client is cut
+/// off), bodies are bounded by the same timeout in the handler, and at most
+/// [`MAX_CONNECTIONS`] connections are open at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let header_timeout = state.0.request_timeout;
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!("connection limit reached; closing a new connection");
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "http connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    // In-flight requests (a webhook waiting for its confirm) get a moment to finish.
+    let _ = tokio::time::timeout(CONFIRM_TIMEOUT, graceful.shutdown()).await;
+    Ok(())
 }
 
 async fn healthz() -> &'static str {

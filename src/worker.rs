@@ -178,6 +178,9 @@ async fn serve_jobs(
     result
 }
 
+/// Pause between a lane's last ack and closing its channel at shutdown (see `run_lane`).
+const ACK_SETTLE: Duration = Duration::from_millis(250);
+
 /// How often readiness re-checks Redis (and the queue sampler looks at the broker).
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -422,6 +425,15 @@ async fn run_lane(
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+    // RabbitMQ quorum queues can drop acks that arrive just before their channel closes
+    // (rabbitmq-server#10327: the settlements race the consumer's removal, and the acked jobs
+    // go back to the queue). Harmless for correctness — dedupe turns the redelivery into a
+    // re-published outcome — but a clean shutdown should not cause redeliveries: give the last
+    // acks a moment to settle, then close the channel gracefully before the connection.
+    tokio::time::sleep(ACK_SETTLE).await;
+    if let Err(e) = consume.close(200, "shutdown".into()).await {
+        warn!(queue, error = %e, "closing the consumer channel");
     }
     // Closing the connection (in `session`) returns every unacked delivery to its queue.
     Ok(())

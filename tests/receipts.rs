@@ -532,3 +532,25 @@ async fn polling_fills_in_receipts_that_never_came() {
     // `read` is final: no second poll (the mock's expect(1) is checked when it drops).
     app.assert_quiet(Duration::from_secs(3)).await;
 }
+
+/// A client that never finishes its request headers (slowloris) is cut off after
+/// `http.request_timeout`, and the listener keeps serving everyone else.
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_core, url, _gw) = common::start_gateway(MockOptions::default()).await;
+    let mut config = common::config(&unique_prefix("rc-slow"), &channels(&url), ENV);
+    config.http.request_timeout = Duration::from_secs(1);
+    let app = TestApp::spawn(config).await;
+    let address = app.url("").trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /webhooks/waspy-ar HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server closes it (EOF, or a 408 then EOF) well before our 10 s patience runs out.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the half-sent request was not cut off");
+    let healthy = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+}
