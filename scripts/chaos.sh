@@ -2,11 +2,11 @@
 # The long fault campaigns: every scenario of tests/chaos.rs with 5,000 jobs across 3 worker
 # processes (release build), one scenario at a time, each printing one line:
 #   jobs, faults injected, lost, duplicated, out of order, what the gateway saw, time.
-# Usage: scripts/chaos.sh [jobs]   (default 5000; the test suite runs the same code with 300)
+# Usage: scripts/chaos.sh [jobs] [nextest filter…]   (default 5000 jobs; the suite runs the same code with 300)
 # Loopback only; every campaign is bounded in time (15 min) and cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CHAOS_JOBS="${1:-5000}"
 # --no-capture shows each scenario's line as it finishes (and runs them one at a time, so
 # they do not compete for the two cores); the worker processes log warnings only.
-exec ./scripts/test.sh --release --test chaos --no-capture
+exec ./scripts/test.sh --release --profile chaos --test chaos --no-capture "${@:2}"

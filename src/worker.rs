@@ -158,11 +158,17 @@ async fn serve_jobs(
 
     let mut backoff = reconnect_backoff();
     let result = loop {
-        match session(&shared).await {
+        let mut established = false;
+        match session(&shared, &mut established).await {
             Ok(()) => break Ok(()),
             Err(e) => {
                 shared.live.set_publisher(None).await;
                 shared.metrics.set_ready(false);
+                if established {
+                    // The broker was fine until this cut: reconnect fast, not after the
+                    // longest wait earlier failures had built up to.
+                    backoff = reconnect_backoff();
+                }
                 let wait = backoff.next().unwrap_or(Duration::from_secs(5));
                 warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
                 tokio::select! {
@@ -274,13 +280,15 @@ struct Lane {
     prefetch: u16,
 }
 
-/// One broker connection's life. `Ok` means shutdown was requested and handled.
-async fn session(shared: &Arc<Shared>) -> anyhow::Result<()> {
+/// One broker connection's life. `Ok` means shutdown was requested and handled;
+/// `established` is set once the session could publish and consume.
+async fn session(shared: &Arc<Shared>, established: &mut bool) -> anyhow::Result<()> {
     let connection = broker::connect(&shared.config.amqp.url, "mensajero-worker").await?;
     let setup = connection.create_channel().await?;
     shared.topology.declare(&setup).await?;
     let publisher = Publisher::new(connection.create_channel().await?).await?;
     shared.live.set_publisher(Some(publisher.clone())).await;
+    *established = true;
     shared.metrics.set_ready(shared.live.ready());
     let sampler = tokio::spawn(sample_queues(shared.clone(), setup));
     let poller = tokio::spawn(poll::run(shared.clone(), publisher.clone()));
