@@ -184,6 +184,17 @@ async fn serve_jobs(
     result
 }
 
+/// A token unique to one claim across every worker: this process's random id and a counter.
+/// (A fresh UUIDv4 per job cost a `getrandom` syscall per job.)
+fn owner_token() -> String {
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: LazyLock<String> =
+        LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Pause between a lane's last ack and closing its channel at shutdown (see `run_lane`).
 const ACK_SETTLE: Duration = Duration::from_millis(250);
 
@@ -761,7 +772,7 @@ impl<'a> JobTask<'a> {
     ) -> Result<Turn, TaskError> {
         let provider = self.channel.gateway.provider();
         let own_copy = self.delivery.redelivered || self.carried.is_internal();
-        let owner = uuid::Uuid::new_v4().to_string();
+        let owner = owner_token();
         let config = &self.shared.config;
         let key = self.job.idempotency_key();
         let request = ClaimRequest {

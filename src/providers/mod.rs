@@ -127,7 +127,10 @@ impl HttpGateway {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(512)
+            // Keep every connection the concurrency needs: a cap below `max_in_flight` closes
+            // the excess each time calls come in waves, and each new one costs a TCP (and TLS)
+            // handshake. Idle ones still close after hyper's idle timeout.
+            .pool_max_idle_per_host(usize::MAX)
             .user_agent(concat!("mensajero/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {

@@ -180,7 +180,7 @@ async fn apply(
 ) -> Result<Applied, TaskError> {
     let id = receipt.provider_message_id.as_str();
     let tracker = &shared.tracker;
-    let owner = uuid::Uuid::new_v4().to_string();
+    let owner = super::owner_token();
     let deadline = tokio::time::Instant::now() + LOCK_LEASE + Duration::from_secs(2);
     loop {
         if with_redis(shared, || tracker.lock(channel, id, &owner, LOCK_LEASE)).await? {
