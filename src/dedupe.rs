@@ -19,6 +19,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
 use crate::outcome::{OutcomeError, Status};
+use crate::ratelimit::{Booking, Permit};
 
 /// A (channel, key) entry's terminal record.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +99,7 @@ pub struct Dedupe {
     redis: ConnectionManager,
     prefix: String,
     claim: Script,
+    claim_and_book: Script,
     complete: Script,
     renew: Script,
     release: Script,
@@ -166,6 +168,20 @@ redis.call('HSET', KEYS[1], 'lease_until', 0, 'ambiguous', ARGV[2])
 return 1
 "#;
 
+// `claim` and the rate limiter's GCRA in one script, so a job's admission is one round trip:
+// KEYS[1] entry, KEYS[2..3] the GCRA's; ARGV[1..6] CLAIM's, ARGV[7..10] the GCRA's. A slot is
+// booked only for a job that may go ahead (acquired or resumed): duplicates book nothing.
+fn claim_and_book_script() -> String {
+    format!(
+        "{NOW}local function claim(KEYS, ARGV)\n{CLAIM}\nend\n\
+         local function book(KEYS, ARGV)\n{gcra}\nend\n\
+         local c = claim({{KEYS[1]}}, {{ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}})\n\
+         if c[1] ~= 'acquired' and c[1] ~= 'resumed' then return {{c}} end\n\
+         return {{c, book({{KEYS[2], KEYS[3]}}, {{ARGV[7], ARGV[8], ARGV[9], ARGV[10]}})}}\n",
+        gcra = crate::ratelimit::GCRA,
+    )
+}
+
 impl Dedupe {
     /// A store on `redis` with keys under `prefix`.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
@@ -174,6 +190,7 @@ impl Dedupe {
             redis,
             prefix: prefix.to_string(),
             claim: script(CLAIM),
+            claim_and_book: Script::new(&claim_and_book_script()),
             complete: script(COMPLETE),
             renew: script(RENEW),
             release: script(RELEASE),
@@ -201,19 +218,47 @@ impl Dedupe {
             .arg(flag(request.restart_failed))
             .invoke_async(&mut self.redis.clone())
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("acquired") => Ok(Claim::Acquired),
-            Some("resumed") => Ok(Claim::Resumed {
-                ambiguous: reply.get(1).is_some_and(|a| a == "1"),
-                previous_attempts: number(reply.get(2)),
-            }),
-            Some("busy") => Ok(Claim::Busy {
-                job_id: reply.get(1).cloned().unwrap_or_default(),
-                lease_left: Duration::from_millis(number(reply.get(2)).into()),
-            }),
-            Some("done") => Ok(Claim::Done(record_from(&reply[1..])?)),
-            _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
+        claim_from(&reply)
+    }
+
+    /// [`Dedupe::claim`] and, when the job may go ahead, book its rate-limit slot in the same
+    /// round trip (`Some(permit)`; `None` for `Busy` and `Done`).
+    pub async fn claim_and_book(
+        &self,
+        request: &ClaimRequest<'_>,
+        booking: &Booking,
+    ) -> Result<(Claim, Option<Permit>), DedupeError> {
+        let ttl = request.window.max(request.lease * 2);
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let mut invocation = self.claim_and_book.prepare_invoke();
+        invocation.key(self.key(request.channel, request.idempotency_key));
+        for key in &booking.keys {
+            invocation.key(key);
         }
+        invocation
+            .arg(request.job_id)
+            .arg(request.owner)
+            .arg(millis(request.lease))
+            .arg(millis(ttl))
+            .arg(flag(request.take_over_live))
+            .arg(flag(request.restart_failed));
+        for arg in booking.args {
+            invocation.arg(arg);
+        }
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.redis.clone()).await?;
+        let claim: Vec<String> = match reply.first() {
+            Some(first) => redis::FromRedisValue::from_redis_value(first.clone())
+                .map_err(|e| DedupeError::Protocol(e.to_string()))?,
+            None => return Err(DedupeError::Protocol("empty claim_and_book reply".into())),
+        };
+        let permit = match reply.get(1) {
+            Some(wait) => Some(crate::ratelimit::permit(
+                redis::FromRedisValue::from_redis_value(wait.clone())
+                    .map_err(|e| DedupeError::Protocol(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok((claim_from(&claim)?, permit))
     }
 
     /// Note that an attempt is starting: extends the lease and marks the entry ambiguous.
@@ -293,6 +338,23 @@ impl Dedupe {
             .query_async(&mut self.redis.clone())
             .await?;
         Ok(())
+    }
+}
+
+/// Decode a CLAIM script reply.
+fn claim_from(reply: &[String]) -> Result<Claim, DedupeError> {
+    match reply.first().map(String::as_str) {
+        Some("acquired") => Ok(Claim::Acquired),
+        Some("resumed") => Ok(Claim::Resumed {
+            ambiguous: reply.get(1).is_some_and(|a| a == "1"),
+            previous_attempts: number(reply.get(2)),
+        }),
+        Some("busy") => Ok(Claim::Busy {
+            job_id: reply.get(1).cloned().unwrap_or_default(),
+            lease_left: Duration::from_millis(number(reply.get(2)).into()),
+        }),
+        Some("done") => Ok(Claim::Done(record_from(&reply[1..])?)),
+        _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
     }
 }
 

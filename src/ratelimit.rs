@@ -48,7 +48,7 @@ pub struct RateLimiter {
 // ARGV: interval_us, tolerance_us, recipient_interval_us (0 = none), max_wait_us.
 // Times are microseconds from Redis' clock, so replicas with skewed clocks agree.
 // Returns the wait in microseconds; negative = "not booked, park this long".
-const GCRA: &str = r#"
+pub(crate) const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -95,26 +95,62 @@ impl RateLimiter {
         limits: &Limits,
         max_wait: Duration,
     ) -> Result<Permit, DedupeError> {
+        let booking = self.booking(channel, recipient, limits, max_wait);
+        let mut invocation = self.script.prepare_invoke();
+        for key in &booking.keys {
+            invocation.key(key);
+        }
+        for arg in booking.args {
+            invocation.arg(arg);
+        }
+        let wait_us: i64 = invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(permit(wait_us))
+    }
+
+    /// The keys and arguments of the GCRA script for one booking, for callers that run it
+    /// inside a larger script (the dedupe claim books its slot in the same round trip).
+    pub fn booking(
+        &self,
+        channel: &str,
+        recipient: &str,
+        limits: &Limits,
+        max_wait: Duration,
+    ) -> Booking {
         let interval_us = 1_000_000 / u64::from(limits.per_second.max(1));
         let tolerance_us = interval_us * u64::from(limits.burst.max(1) - 1);
         let spacing_us = limits
             .recipient_interval
             .map_or(0, |d| d.as_micros().min(i64::MAX as u128) as u64);
-        let wait_us: i64 = self
-            .script
-            .key(format!("{}:rate:{channel}", self.prefix))
-            .key(format!("{}:rate:{channel}:to:{recipient}", self.prefix))
-            .arg(interval_us)
-            .arg(tolerance_us)
-            .arg(spacing_us)
-            .arg(max_wait.as_micros().min(i64::MAX as u128) as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(match wait_us {
-            0 => Permit::Now,
-            w if w > 0 => Permit::After(Duration::from_micros(w as u64)),
-            w => Permit::Park(Duration::from_micros(w.unsigned_abs())),
-        })
+        Booking {
+            keys: [
+                format!("{}:rate:{channel}", self.prefix),
+                format!("{}:rate:{channel}:to:{recipient}", self.prefix),
+            ],
+            args: [
+                interval_us,
+                tolerance_us,
+                spacing_us,
+                max_wait.as_micros().min(i64::MAX as u128) as u64,
+            ],
+        }
+    }
+}
+
+/// One booking's GCRA keys (channel TAT, recipient next-allowed) and arguments.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    /// `KEYS` of the GCRA script.
+    pub keys: [String; 2],
+    /// `ARGV` of the GCRA script.
+    pub args: [u64; 4],
+}
+
+/// The permit a GCRA reply (microseconds; negative: park) grants.
+pub fn permit(wait_us: i64) -> Permit {
+    match wait_us {
+        0 => Permit::Now,
+        w if w > 0 => Permit::After(Duration::from_micros(w as u64)),
+        w => Permit::Park(Duration::from_micros(w.unsigned_abs())),
     }
 }
 

@@ -189,8 +189,7 @@ async fn serve_jobs(
 fn owner_token() -> String {
     use std::sync::LazyLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static PROCESS: LazyLock<String> =
-        LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    static PROCESS: LazyLock<String> = LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -786,10 +785,28 @@ impl<'a> JobTask<'a> {
             restart_failed: self.carried.replay,
         };
 
+        let limits = Limits {
+            per_second: self.channel.config.rate_per_second,
+            burst: self.channel.config.rate_burst,
+            recipient_interval: self.channel.config.recipient_interval,
+        };
+        // The first slot is booked by the claim itself (one round trip to admit a job).
+        let booking = self.shared.limiter.booking(
+            &self.channel.name,
+            &self.job.to,
+            &limits,
+            config.worker.inline_wait,
+        );
+        let mut booked: Option<Permit>;
+
         // Whether the last attempt may have reached the gateway, for whoever resumes the job.
         let mut ambiguous = false;
         let mut attempt = loop {
-            match self.redis(|| self.shared.dedupe.claim(&request)).await? {
+            let (claim, permit) = self
+                .redis(|| self.shared.dedupe.claim_and_book(&request, &booking))
+                .await?;
+            booked = permit;
+            match claim {
                 Claim::Acquired => break self.carried.attempts + 1,
                 Claim::Resumed {
                     ambiguous: was_ambiguous,
@@ -868,23 +885,22 @@ impl<'a> JobTask<'a> {
                 .await?;
         }
 
-        let limits = Limits {
-            per_second: self.channel.config.rate_per_second,
-            burst: self.channel.config.rate_burst,
-            recipient_interval: self.channel.config.recipient_interval,
-        };
         loop {
             tracing::Span::current().record("attempt", attempt);
-            let permit = self
-                .redis(|| {
-                    self.shared.limiter.acquire(
-                        &self.channel.name,
-                        &self.job.to,
-                        &limits,
-                        config.worker.inline_wait,
-                    )
-                })
-                .await?;
+            let permit = match booked.take() {
+                Some(permit) => permit,
+                None => {
+                    self.redis(|| {
+                        self.shared.limiter.acquire(
+                            &self.channel.name,
+                            &self.job.to,
+                            &limits,
+                            config.worker.inline_wait,
+                        )
+                    })
+                    .await?
+                }
+            };
             if !matches!(permit, Permit::Now) {
                 self.shared.metrics.rate_limit_wait(&self.channel.name);
             }

@@ -73,10 +73,26 @@ fn config_check_accepts_the_demo_configuration() {
             "config",
             "check",
         ],
-        &[],
+        // What scripts/demo.sh exports: secrets come from the environment, never the file.
+        &[
+            ("DEMO_GATEWAY_KEY", "demo-key"),
+            ("DEMO_WEBHOOK_SECRET", "demo-secret"),
+        ],
     );
     assert!(out.status.success(), "{out:?}");
     assert!(text(&out.stdout).contains("configuration OK: 1 channel(s): demo"));
+    // Without them the check names the missing variable (the worker would refuse to start).
+    let out = mensajero(
+        &[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"),
+            "config",
+            "check",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("DEMO_WEBHOOK_SECRET"), "{out:?}");
 }
 
 #[tokio::test]
