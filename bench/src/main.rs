@@ -76,6 +76,8 @@ struct Scenario {
     /// `[worker] max_in_flight` / `prefetch` when not the defaults.
     max_in_flight: Option<usize>,
     prefetch: Option<u16>,
+    /// The channel's `retry_schedule` when not the default.
+    retry_schedule: Option<&'static str>,
     /// `RUST_LOG` for the worker when not its default (`info`).
     rust_log: Option<&'static str>,
     /// Open loop at these fractions of the capacity measured by `capacity_from`, this long each.
@@ -95,6 +97,7 @@ impl Scenario {
             replicas: 1,
             max_in_flight: None,
             prefetch: None,
+            retry_schedule: None,
             rust_log: None,
             open_loop: None,
         }
@@ -239,6 +242,10 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             error_rate: 0.05,
             error_status: status,
         },
+        // Every retry waits 5 s in the 5 s delay tier (the durable path), instead of the
+        // default 5 s, 30 s, 2 m…: one job failing three times in a row would otherwise hold
+        // the scenario for minutes without telling anything new.
+        retry_schedule: Some(r#"["5s"]"#),
         ..Scenario::preload(name, 0, size(5_000, 1_000))
     };
     let replicas = |name, latency_ms, jobs, replicas, max_in_flight| Scenario {
@@ -317,7 +324,7 @@ sender = "bench-phone-number-id"
 # job sleeps a rounded-up millisecond for a microsecond slot.
 rate_per_second = 1000000
 rate_burst = 1000
-"#,
+{retry}"#,
         amqp = ctx.cli.amqp_url,
         amqp_prefix = amqp_prefix(scenario),
         redis = ctx.cli.redis_url,
@@ -325,6 +332,10 @@ rate_burst = 1000
         channel = load::CHANNEL,
         base_url = mock.url,
         key_env = procs::API_KEY_ENV,
+        retry = scenario
+            .retry_schedule
+            .map(|r| format!("retry_schedule = {r}\n"))
+            .unwrap_or_default(),
     )
 }
 
@@ -382,9 +393,11 @@ async fn cleanup_redis(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
 struct Probe {
     cpu: Duration,
     redis: BTreeMap<String, (u64, u64)>,
+    /// The gateway's counters are cumulative; open-loop phases share one gateway.
+    gateway: procs::MockStats,
 }
 
-async fn probe(ctx: &Ctx, workers: &[Worker]) -> anyhow::Result<Probe> {
+async fn probe(ctx: &Ctx, workers: &[Worker], mock: &MockGateway) -> anyhow::Result<Probe> {
     let mut cpu = Duration::ZERO;
     for w in workers {
         cpu += procs::cpu_time(w.pid(), ctx.clock_ticks)?;
@@ -392,6 +405,7 @@ async fn probe(ctx: &Ctx, workers: &[Worker]) -> anyhow::Result<Probe> {
     Ok(Probe {
         cpu,
         redis: commandstats(ctx).await?,
+        gateway: mock.stats().await?,
     })
 }
 
@@ -441,7 +455,7 @@ async fn run_scenario(
     // Baseline right after spawn, before any job can be taken: the queue is preloaded and a
     // worker consumes the moment it is ready, so a baseline taken at "ready" would miss the
     // first jobs. It includes start-up (a few ms of CPU), which errs on the pessimistic side.
-    let before = probe(ctx, &workers).await?;
+    let before = probe(ctx, &workers, &mock).await?;
     for w in &mut workers {
         w.wait_ready().await?;
     }
@@ -463,7 +477,7 @@ async fn run_scenario(
                     let rate = capacity * fraction;
                     let phase = format!("{id_prefix}-{:.0}pct", fraction * 100.0);
                     eprintln!("   open loop at {rate:.0} jobs/s for {duration:?}");
-                    let before = probe(ctx, &workers).await?;
+                    let before = probe(ctx, &workers, &mock).await?;
                     let published = load.open_loop(&phase, rate, *duration).await?;
                     let ids: Vec<String> = (0..published).map(|n| format!("{phase}-{n}")).collect();
                     let mut row =
@@ -534,9 +548,9 @@ async fn measure(
     }
     // Late duplicate outcomes would show up right after the last one: give them a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = probe(ctx, workers).await?;
+    let after = probe(ctx, workers, mock).await?;
     let (established, time_wait) = procs::sockets(mock.port);
-    let stats = mock.stats().await.unwrap_or_default();
+    let (stats, base) = (&after.gateway, &before.gateway);
     let mut rss_kib = 0;
     for w in workers {
         rss_kib = rss_kib.max(procs::peak_rss_kib(w.pid())?);
@@ -591,11 +605,11 @@ async fn measure(
             redis_by_command.insert(name.clone(), per_job(calls as f64));
         }
     }
-    let key_prefix = scenario.name;
-    let keys_requested_twice = stats
-        .requests_by_key
+    // Idempotency keys are the job ids (the jobs set none), so the gateway's per-key counts
+    // for exactly these ids say how often each job reached it.
+    let keys_requested_twice = ids
         .iter()
-        .filter(|(k, n)| k.starts_with(key_prefix) && **n > 1)
+        .filter(|id| stats.requests_by_key.get(*id).is_some_and(|n| *n > 1))
         .count() as u64;
     let events: u64 = tracks
         .iter()
@@ -618,10 +632,10 @@ async fn measure(
         duplicate_outcomes: tracks.iter().filter(|t| t.terminal > 1).count() as u64,
         duplicate_events: tracks.iter().map(|t| u64::from(t.duplicate_events)).sum(),
         failed: tracks.iter().filter(|t| t.failed > 0).count() as u64,
-        gateway_requests: stats.requests,
-        gateway_sent: stats.sent,
-        gateway_replayed: stats.replayed,
-        gateway_errors: stats.errors,
+        gateway_requests: stats.requests - base.requests,
+        gateway_sent: stats.sent - base.sent,
+        gateway_replayed: stats.replayed - base.replayed,
+        gateway_errors: stats.errors - base.errors,
         keys_requested_twice,
         outcomes_per_job: per_job(events as f64),
         redis_calls_per_job: per_job(redis_calls as f64),
