@@ -123,6 +123,11 @@ struct Row {
     e2e_p99_ms: Option<i64>,
     /// Worker user+system CPU over the measured interval, per finished job (all replicas).
     cpu_ms_per_job: f64,
+    /// CPU per job of the mock gateway, RabbitMQ and Redis over the same interval (the
+    /// services are shared: an upper bound).
+    mock_cpu_ms_per_job: f64,
+    rabbitmq_cpu_ms_per_job: f64,
+    redis_cpu_ms_per_job: f64,
     /// Largest `VmHWM` among the replicas.
     peak_rss_mib: f64,
     /// Jobs published without any terminal outcome.
@@ -389,9 +394,35 @@ async fn cleanup_redis(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
     }
 }
 
+/// CPU used so far by the mock gateway, RabbitMQ and Redis. RabbitMQ and Redis are shared
+/// with whoever else uses them on this machine, so their share is an upper bound.
+#[derive(Debug, Clone, Copy, Default)]
+struct Others {
+    mock: Duration,
+    rabbitmq: Duration,
+    redis: Duration,
+}
+
+impl Others {
+    fn sample(ctx: &Ctx, mock: &MockGateway) -> Self {
+        let cpu = |pids: &[u32]| {
+            pids.iter()
+                .filter_map(|p| procs::cpu_time(*p, ctx.clock_ticks).ok())
+                .sum()
+        };
+        Self {
+            mock: mock.pid().map_or(Duration::ZERO, |p| cpu(&[p])),
+            rabbitmq: cpu(&procs::pids_of("beam.smp")),
+            redis: cpu(&procs::pids_of("redis-server")),
+        }
+    }
+}
+
 /// Measurements taken around a measured interval.
 struct Probe {
     cpu: Duration,
+    /// CPU of the other processes on the path, to see where a job's cost goes.
+    others: Others,
     redis: BTreeMap<String, (u64, u64)>,
     /// The gateway's counters are cumulative; open-loop phases share one gateway.
     gateway: procs::MockStats,
@@ -404,6 +435,7 @@ async fn probe(ctx: &Ctx, workers: &[Worker], mock: &MockGateway) -> anyhow::Res
     }
     Ok(Probe {
         cpu,
+        others: Others::sample(ctx, mock),
         redis: commandstats(ctx).await?,
         gateway: mock.stats().await?,
     })
@@ -627,6 +659,13 @@ async fn measure(
         e2e_p50_ms: quantile(&mut e2e, 0.50),
         e2e_p99_ms: quantile(&mut e2e, 0.99),
         cpu_ms_per_job: per_job((after.cpu - before.cpu).as_secs_f64() * 1000.0),
+        mock_cpu_ms_per_job: per_job((after.others.mock - before.others.mock).as_secs_f64() * 1e3),
+        rabbitmq_cpu_ms_per_job: per_job(
+            (after.others.rabbitmq.saturating_sub(before.others.rabbitmq)).as_secs_f64() * 1e3,
+        ),
+        redis_cpu_ms_per_job: per_job(
+            (after.others.redis.saturating_sub(before.others.redis)).as_secs_f64() * 1e3,
+        ),
         peak_rss_mib: rss_kib as f64 / 1024.0,
         lost: wanted as u64 - finished,
         duplicate_outcomes: tracks.iter().filter(|t| t.terminal > 1).count() as u64,
@@ -684,6 +723,22 @@ fn table(rows: &[Row]) -> String {
             r.outcomes_per_job,
             r.gateway_conns_max,
             r.gateway_conns_time_wait,
+        );
+    }
+    out.push_str(
+        "\nCPU-ms per job by process over the same interval (RabbitMQ and Redis are shared with \
+         other users of this machine: upper bounds):\n\n\
+         | scenario | worker | mock gateway | RabbitMQ | Redis |\n|---|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            r.scenario,
+            r.cpu_ms_per_job,
+            r.mock_cpu_ms_per_job,
+            r.rabbitmq_cpu_ms_per_job,
+            r.redis_cpu_ms_per_job
         );
     }
     out.push_str(

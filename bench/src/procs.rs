@@ -97,6 +97,11 @@ impl MockGateway {
         Ok(Self { child, url, port })
     }
 
+    /// Its process id, for `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `GET /_mock/stats`.
     pub async fn stats(&self) -> anyhow::Result<MockStats> {
         let stats = reqwest::get(format!("{}/_mock/stats", self.url))
@@ -251,6 +256,22 @@ pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmHWM")?
         .parse()
         .map_err(Into::into)
+}
+
+/// Process ids of every process named `name` (`pidof`), to read their CPU time; empty when
+/// none runs.
+pub fn pids_of(name: &str) -> Vec<u32> {
+    Command::new("pidof")
+        .arg(name)
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `getconf CLK_TCK` (the unit of utime/stime); 100 on every Linux we know of.
