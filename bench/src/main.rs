@@ -469,6 +469,10 @@ async fn run_scenario(
         );
     }
 
+    // Service counters (gateway, Redis, other processes) before any worker runs: a worker
+    // consumes the preloaded queue the moment it is ready, so a baseline taken after spawning
+    // could miss the first jobs.
+    let mut before = probe(ctx, &[], &mock).await?;
     let mut workers = Vec::new();
     for i in 0..scenario.replicas {
         let port = procs::free_port()?;
@@ -484,10 +488,9 @@ async fn run_scenario(
             &pids,
         )?);
     }
-    // Baseline right after spawn, before any job can be taken: the queue is preloaded and a
-    // worker consumes the moment it is ready, so a baseline taken at "ready" would miss the
-    // first jobs. It includes start-up (a few ms of CPU), which errs on the pessimistic side.
-    let before = probe(ctx, &workers, &mock).await?;
+    // The workers' CPU baseline right after spawn, before any job can be taken. It includes
+    // start-up (a few ms of CPU), which errs on the pessimistic side.
+    before.cpu = probe(ctx, &workers, &mock).await?.cpu;
     for w in &mut workers {
         w.wait_ready().await?;
     }
