@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Profile the worker under the bench's load: `bench/profile.sh perf|strace [SCENARIO] [SECONDS]`.
+# Profile the worker under the bench's load:
+# `bench/profile.sh perf|strace [SCENARIO] [SECONDS]` or `bench/profile.sh callgrind [SCENARIO]`.
 #
 #   perf   — `perf record -e cpu-clock` (a software timer: these VMs expose no hardware
 #            counters) on the worker process; writes bench/out/perf-report.txt.
 #   strace — `strace -c -f` on the worker process: syscalls by kind; writes
 #            bench/out/strace.txt (strace slows the worker: counts are right, times are not).
+#   callgrind — the worker runs under `valgrind --tool=callgrind` for the --quick size of the
+#            scenario (instructions per function, ~50x slower); writes
+#            bench/out/callgrind-report.txt.
 #
 # Same isolation as run.sh: its own vhost and Redis prefix, deleted afterwards.
 set -euo pipefail
@@ -34,7 +38,13 @@ trap cleanup EXIT
 rabbitmqctl -q add_vhost "$run_id"
 rabbitmqctl -q set_permissions -p "$run_id" guest '.*' '.*' '.*'
 
-timeout 300 "$target/release/mensajero-bench" --only "$scenario" \
+wrapper=()
+size=()
+if [ "$mode" = callgrind ]; then
+  wrapper=(--worker-wrapper "valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.out")
+  size=(--quick)
+fi
+timeout 300 "$target/release/mensajero-bench" --only "$scenario" "${size[@]}" "${wrapper[@]}" \
   --amqp-url "amqp://guest:guest@127.0.0.1:5672/$run_id" --redis-prefix "$run_id" \
   --bin "$target/release/mensajero" --out "$out" > "$out/profile-table.md" &
 bench_pid=$!
@@ -65,8 +75,17 @@ case "$mode" in
     kill -INT "$strace_pid" 2>/dev/null || true
     wait "$strace_pid" 2>/dev/null || true
     ;;
-  *) echo "mode is perf or strace" >&2; exit 2 ;;
+  callgrind)
+    # The worker writes its profile when it exits at the end of the scenario.
+    wait "$bench_pid"
+    bench_pid=""
+    callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -80 | cut -c1-200 > "$out/callgrind-report.txt" || true
+    callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -80 | cut -c1-200 > "$out/callgrind-inclusive.txt" || true
+    ;;
+  *) echo "mode is perf, strace or callgrind" >&2; exit 2 ;;
 esac
-wait "$bench_pid"
-bench_pid=""
+if [ -n "$bench_pid" ]; then
+  wait "$bench_pid"
+  bench_pid=""
+fi
 cat "$out/profile-table.md"

@@ -60,7 +60,11 @@ struct Cli {
     /// Where worker configs, logs and `results.json` go.
     #[arg(long, default_value = "bench/out")]
     out: PathBuf,
-    /// Run only scenarios whose name contains this.
+    /// Run each worker under this command (e.g. `valgrind --tool=callgrind`), words split on
+    /// spaces; the worker's CPU and memory numbers then include the wrapper's.
+    #[arg(long)]
+    worker_wrapper: Option<String>,
+    /// Run only the scenario of this name, or else those whose name contains this.
     #[arg(long)]
     only: Option<String>,
 }
@@ -189,12 +193,21 @@ async fn main() -> anyhow::Result<()> {
         cli,
     };
     let mut rows: Vec<Row> = Vec::new();
-    for scenario in scenarios(ctx.cli.quick) {
-        if ctx
-            .cli
-            .only
-            .as_deref()
-            .is_some_and(|o| !scenario.name.contains(o))
+    let all = scenarios(ctx.cli.quick);
+    // `--only` is an exact name when one matches (`throughput-0ms` must not also run
+    // `throughput-0ms-logs-warn` under a profiler), else a substring.
+    let exact = ctx
+        .cli
+        .only
+        .as_deref()
+        .is_some_and(|o| all.iter().any(|s| s.name == o));
+    for scenario in all {
+        if let Some(only) = ctx.cli.only.as_deref()
+            && !(if exact {
+                scenario.name == only
+            } else {
+                scenario.name.contains(only)
+            })
         {
             continue;
         }
@@ -493,6 +506,7 @@ async fn run_scenario(
             &log,
             scenario.rust_log,
             &pids,
+            ctx.cli.worker_wrapper.as_deref(),
         )?);
     }
     // The workers' CPU baseline right after spawn, before any job can be taken. It includes

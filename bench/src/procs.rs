@@ -149,10 +149,21 @@ impl Worker {
         log: &Path,
         rust_log: Option<&str>,
         pids: &Path,
+        wrapper: Option<&str>,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(log)
             .with_context(|| format!("creating worker log {}", log.display()))?;
-        let mut command = Command::new(bin);
+        // A wrapper such as valgrind execs the worker in the same process, so the pid (and
+        // `/proc`) still belong to the worker.
+        let mut words = wrapper.unwrap_or_default().split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         command
             .arg("--config")
             .arg(config)
