@@ -18,8 +18,12 @@ WORKDIR /src
 # 1. Dependencies only. A dummy lib + bin with the real manifest and lock file: this layer
 #    stays cached until Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+# The workspace also names the benchmark crate: cargo needs its manifest (and a stub source)
+# to load the workspace, though only the worker is built (it is the only default member).
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir src bench/src \
  && echo 'fn main() {}' > src/main.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && touch src/lib.rs \
  && cargo build --release --locked \
  && rm -rf src
