@@ -32,9 +32,12 @@ export DEMO_WEBHOOK_SECRET="demo-webhook-secret"
 # A fresh dedupe namespace per run, so running the demo again sends again instead of
 # reporting every job as a duplicate of the previous run's.
 export MENSAJERO__REDIS__PREFIX="mensajero-demo-$(date +%s)"
+# Its own exchanges and queues, deleted at the end: a job the demo left waiting (a retry
+# parked in a delay queue) must not turn up in your next run or in a real deployment's queues.
+export MENSAJERO__AMQP__PREFIX="mensajero-demo"
 log=$(mktemp -t mensajero-demo.XXXXXX.log)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; $bin --config $config topology --delete >/dev/null 2>&1 || true' EXIT
 
 if [ "$provider" != mock ]; then
   $bin mock-gateway --listen 127.0.0.1:8090 --latency 40ms \
