@@ -21,7 +21,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+
 use serde_json::{Map, Value};
 
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
@@ -178,20 +178,12 @@ impl Adapter for Meta {
         );
         super::merge_options(&mut body, job)?;
 
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| {
-                Failure::new(
-                    ErrorClass::Auth,
-                    "bad_api_key",
-                    "the access token is not a valid header value",
-                )
-            })?;
-        auth.set_sensitive(true);
+        let auth = super::bearer(&self.api_key)?;
         // No idempotency header: Meta has no such mechanism (see the module documentation).
         Ok(HttpCall {
             method: Method::POST,
             path: format!("/{}/{}/messages", self.api_version, self.sender),
-            headers: vec![(AUTHORIZATION, auth)],
+            headers: vec![auth],
             body: Value::Object(body),
         })
     }
@@ -315,6 +307,7 @@ fn describe(status: u16, error: &Value, subcode: Option<u64>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::header::{AUTHORIZATION, HeaderValue};
     use reqwest::header::{HeaderMap, HeaderName};
     use serde_json::json;
 

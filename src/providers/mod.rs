@@ -327,6 +327,44 @@ impl Gateway {
     }
 }
 
+/// A header value carrying a credential: marked sensitive (never shown in debug output), and
+/// a key that cannot be a header value fails as `auth` without repeating it.
+pub fn credential_header(value: &str) -> Result<HeaderValue, Failure> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        Failure::new(
+            ErrorClass::Auth,
+            "bad_api_key",
+            "the API key is not a valid header value",
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// `Authorization: Bearer <key>`, as Waspy, Whaapy, Wazzup and Meta take it.
+pub fn bearer(key: &Secret) -> Result<(HeaderName, HeaderValue), Failure> {
+    let value = credential_header(&format!("Bearer {}", key.expose()))?;
+    Ok((reqwest::header::AUTHORIZATION, value))
+}
+
+/// Refuse a job whose message type is not in `supported`, or that replies to a message
+/// (`context`), for gateways whose documents list neither: sending it anyway would silently
+/// change the message.
+pub fn require_expressible(
+    provider: ProviderKind,
+    job: &Job,
+    supported: &[&str],
+) -> Result<(), Failure> {
+    let kind = job.message.type_name();
+    if !supported.contains(&kind) {
+        return Err(unsupported(provider, &format!("{kind} messages")));
+    }
+    if job.message.context.is_some() {
+        return Err(unsupported(provider, "replies (message.context)"));
+    }
+    Ok(())
+}
+
 /// Code of failures for messages a gateway cannot express.
 pub const UNSUPPORTED: &str = "unsupported_message_type";
 

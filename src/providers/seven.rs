@@ -125,15 +125,7 @@ impl Seven {
     }
 
     fn auth(&self) -> Result<HeaderValue, Failure> {
-        let mut value = HeaderValue::from_str(self.api_key.expose()).map_err(|_| {
-            Failure::new(
-                ErrorClass::Auth,
-                "bad_api_key",
-                "the API key is not a valid header value",
-            )
-        })?;
-        value.set_sensitive(true);
-        Ok(value)
+        super::credential_header(self.api_key.expose())
     }
 }
 

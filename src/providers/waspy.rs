@@ -6,7 +6,7 @@
 //! from Waspy's cache. That makes every resend after a crash safe.
 
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
@@ -70,20 +70,8 @@ impl Adapter for Waspy {
     }
 
     fn request(&self, job: &Job, ctx: SendContext<'_>) -> Result<HttpCall, Failure> {
+        super::require_expressible(ProviderKind::Waspy, job, SUPPORTED_TYPES)?;
         let kind = job.message.type_name();
-        if !SUPPORTED_TYPES.contains(&kind) {
-            return Err(super::unsupported(
-                ProviderKind::Waspy,
-                &format!("{kind} messages"),
-            ));
-        }
-        if job.message.context.is_some() {
-            // Waspy documents no reply context; dropping it would silently change the message.
-            return Err(super::unsupported(
-                ProviderKind::Waspy,
-                "replies (message.context)",
-            ));
-        }
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
         let content = canonical.get(kind).cloned().unwrap_or(Value::Null);
@@ -95,15 +83,7 @@ impl Adapter for Waspy {
         body.insert(kind.into(), content);
         super::merge_options(&mut body, job)?;
 
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| {
-                Failure::new(
-                    ErrorClass::Auth,
-                    "bad_api_key",
-                    "the API key is not a valid header value",
-                )
-            })?;
-        auth.set_sensitive(true);
+        let auth = super::bearer(&self.api_key)?;
         let key = HeaderValue::from_str(ctx.idempotency_key).map_err(|_| {
             Failure::invalid(
                 "invalid_field",
@@ -113,10 +93,7 @@ impl Adapter for Waspy {
         Ok(HttpCall {
             method: Method::POST,
             path: "/api/v2/messages".into(),
-            headers: vec![
-                (AUTHORIZATION, auth),
-                (HeaderName::from_static("idempotency-key"), key),
-            ],
+            headers: vec![auth, (HeaderName::from_static("idempotency-key"), key)],
             body: Value::Object(body),
         })
     }
@@ -126,8 +103,7 @@ impl Adapter for Waspy {
     }
 
     fn status_request(&self, provider_message_id: &str) -> Option<HttpCall> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose())).ok()?;
-        auth.set_sensitive(true);
+        let auth = super::bearer(&self.api_key).ok()?;
         // The answer's `data` has the webhook's `id` and `status`: the receipt parser reads it.
         Some(HttpCall {
             method: Method::GET,
@@ -135,7 +111,7 @@ impl Adapter for Waspy {
                 "/api/v2/messages/{}",
                 super::path_segment(provider_message_id)
             ),
-            headers: vec![(AUTHORIZATION, auth)],
+            headers: vec![auth],
             body: Value::Null,
         })
     }

@@ -21,7 +21,7 @@
 //! parameters. Templates also need the channel's `templates` map (canonical name → templateId).
 
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -423,19 +423,11 @@ impl Adapter for Wazzup {
         }
         super::merge_options(&mut body, job)?;
 
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| {
-                Failure::new(
-                    ErrorClass::Auth,
-                    "bad_api_key",
-                    "the API key is not a valid header value",
-                )
-            })?;
-        auth.set_sensitive(true);
+        let auth = super::bearer(&self.api_key)?;
         Ok(HttpCall {
             method: Method::POST,
             path: PATH.into(),
-            headers: vec![(AUTHORIZATION, auth)],
+            headers: vec![auth],
             body: Value::Object(body),
         })
     }
@@ -597,6 +589,7 @@ mod tests {
     use crate::retry::Sent;
     use bytes::Bytes;
     use reqwest::header::HeaderMap;
+    use reqwest::header::AUTHORIZATION;
 
     const SENDER: &str = "e0629e11-0f67-4567-92a9-2237e91ec1b9";
 

@@ -32,7 +32,7 @@
 use std::ops::RangeInclusive;
 
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+
 use serde_json::{Map, Value};
 
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
@@ -178,20 +178,8 @@ impl Adapter for Whaapy {
     }
 
     fn request(&self, job: &Job, _ctx: SendContext<'_>) -> Result<HttpCall, Failure> {
+        super::require_expressible(ProviderKind::Whaapy, job, SUPPORTED_TYPES)?;
         let kind = job.message.type_name();
-        if !SUPPORTED_TYPES.contains(&kind) {
-            return Err(super::unsupported(
-                ProviderKind::Whaapy,
-                &format!("{kind} messages"),
-            ));
-        }
-        if job.message.context.is_some() {
-            // Whaapy documents no reply context; dropping it would silently change the message.
-            return Err(super::unsupported(
-                ProviderKind::Whaapy,
-                "replies (message.context)",
-            ));
-        }
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
         let mut content = canonical.get(kind).cloned().unwrap_or(Value::Null);
@@ -208,20 +196,12 @@ impl Adapter for Whaapy {
         check_options(job)?;
         super::merge_options(&mut body, job)?;
 
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| {
-                Failure::new(
-                    ErrorClass::Auth,
-                    "bad_api_key",
-                    "the API key is not a valid header value",
-                )
-            })?;
-        auth.set_sensitive(true);
+        let auth = super::bearer(&self.api_key)?;
         // No idempotency header: Whaapy has none (see the module documentation).
         Ok(HttpCall {
             method: Method::POST,
             path: PATH.into(),
-            headers: vec![(AUTHORIZATION, auth)],
+            headers: vec![auth],
             body: Value::Object(body),
         })
     }
@@ -416,6 +396,7 @@ fn describe(status: u16, body: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use reqwest::header::{AUTHORIZATION, HeaderValue};
     use std::time::Duration;
 
     use reqwest::header::{HeaderMap, HeaderName};
