@@ -143,8 +143,26 @@ impl HttpGateway {
     /// Send one attempt.
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
         let call = self.adapter.request(job, ctx)?;
+        let reply = self.execute(call).await?;
+        self.adapter.response(&reply)
+    }
+
+    /// Ask the gateway for a sent message's status. `None` when it has no status endpoint;
+    /// otherwise the raw answer (any status code), or why there was none.
+    pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
+        let call = self.adapter.status_request(provider_message_id)?;
+        Some(self.execute(call).await)
+    }
+
+    /// Run a call: transport errors are classified like every send's; a call that got an
+    /// answer whose body could not be read may have been acted on (`maybe_sent`).
+    async fn execute(&self, call: HttpCall) -> Result<HttpReply, Failure> {
         let url = format!("{}{}", self.base_url, call.path);
-        let mut request = self.client.request(call.method, &url).json(&call.body);
+        let mut request = self.client.request(call.method.clone(), &url);
+        // Status lookups are GETs without a body; every send carries its JSON.
+        if call.method != reqwest::Method::GET {
+            request = request.json(&call.body);
+        }
         for (name, value) in call.headers {
             request = request.header(name, value);
         }
@@ -160,40 +178,11 @@ impl HttpGateway {
             )
             .maybe_sent()
         })?;
-        self.adapter.response(&HttpReply {
+        Ok(HttpReply {
             status,
             headers,
             body,
         })
-    }
-
-    /// Ask the gateway for a sent message's status. `None` when it has no status endpoint;
-    /// otherwise the raw answer (any status code), or why there was none.
-    pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
-        let call = self.adapter.status_request(provider_message_id)?;
-        let url = format!("{}{}", self.base_url, call.path);
-        let mut request = self.client.request(call.method, &url);
-        for (name, value) in call.headers {
-            request = request.header(name, value);
-        }
-        let answer = async {
-            let response = request.send().await.map_err(transport_failure)?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|e| {
-                Failure::new(
-                    ErrorClass::Transient,
-                    "read_error",
-                    format!("reading the answer failed: {}", without_url(&e)),
-                )
-            })?;
-            Ok(HttpReply {
-                status,
-                headers,
-                body,
-            })
-        };
-        Some(answer.await)
     }
 }
 
