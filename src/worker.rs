@@ -832,9 +832,12 @@ impl<'a> JobTask<'a> {
                     }
                     break previous_attempts.max(self.carried.attempts) + 1;
                 }
-                Claim::Busy { job_id, lease_left } if job_id == self.job.id && own_copy => {
-                    // Our own earlier copy may still be running somewhere; on a gateway
-                    // without idempotency only its lease running out makes a resend safe.
+                Claim::Busy { job_id, lease_left } if job_id == self.job.id => {
+                    // Our own earlier copy may still be running somewhere (or has died holding
+                    // the key: a broker does not always mark such a copy as redelivered); on
+                    // a gateway without idempotency only its lease running out makes a resend
+                    // safe. Reporting ourselves as a duplicate here would lose the job if that
+                    // earlier copy never finishes.
                     debug!(?lease_left, "waiting for the previous attempt's lease");
                     if !self
                         .sleep(lease_left.clamp(Duration::from_millis(50), Duration::from_secs(5)))

@@ -350,11 +350,18 @@ retry_schedule = ["300ms", "1s", "2s"]
             let _ = worker.wait(Duration::from_secs(30)).await;
         }
         let _ = std::fs::remove_file(&self.config);
-        assert!(
-            lost.is_empty(),
-            "{line}\nlost: {:?}",
-            &lost[..lost.len().min(10)]
-        );
+        // What each lost job did get, to tell a lost job from a lost event.
+        let story = |ids: &[String]| -> Vec<String> {
+            ids.iter()
+                .take(10)
+                .map(|id| {
+                    let events = self.seen.get(id).map(Vec::as_slice).unwrap_or_default();
+                    let keys: Vec<String> = events.iter().map(Outcome::routing_key).collect();
+                    format!("{id}: {keys:?}")
+                })
+                .collect()
+        };
+        assert!(lost.is_empty(), "{line}\nlost: {:#?}", story(&lost));
         assert!(duplicated.is_empty(), "{line}\nduplicated: {duplicated:?}");
         assert!(
             disordered.is_empty(),

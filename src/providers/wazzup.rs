@@ -588,8 +588,8 @@ mod tests {
     use super::*;
     use crate::retry::Sent;
     use bytes::Bytes;
-    use reqwest::header::HeaderMap;
     use reqwest::header::AUTHORIZATION;
+    use reqwest::header::HeaderMap;
 
     const SENDER: &str = "e0629e11-0f67-4567-92a9-2237e91ec1b9";
 
