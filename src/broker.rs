@@ -545,6 +545,10 @@ pub struct Carried {
     pub maybe_sent: bool,
     /// Redeliveries by the broker (quorum queues' `x-delivery-count`).
     pub delivery_count: u32,
+    /// The message carries mensajero's progress headers: a copy mensajero made (parked, failed
+    /// over), however little progress they record (a job parked for a rate-limit slot has no
+    /// attempt yet).
+    pub internal: bool,
 }
 
 impl Carried {
@@ -579,13 +583,15 @@ impl Carried {
             delivery_count: number(headers::DELIVERY_COUNT)
                 .unwrap_or(0)
                 .min(u32::MAX as u64) as u32,
+            // `write` always sets the attempt header; producers and `dlq replay` never do.
+            internal: get(headers::ATTEMPT).is_some(),
         }
     }
 
     /// Whether this delivery is a copy mensajero itself made (parked or failed over), as
     /// opposed to a producer's publish.
     pub fn is_internal(&self) -> bool {
-        self.attempts > 0 || self.not_before.is_some() || self.via.is_some()
+        self.internal || self.attempts > 0 || self.not_before.is_some() || self.via.is_some()
     }
 
     /// Write into `table`, replacing earlier values.

@@ -395,7 +395,12 @@ fn rank(status: Status) -> u8 {
 
 /// How long a campaign may take before it counts its losses.
 fn limit() -> Duration {
-    Duration::from_secs(if long() { 900 } else { 120 })
+    let default = if long() { 900 } else { 120 };
+    let secs = std::env::var("CHAOS_LIMIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    Duration::from_secs(secs)
 }
 
 #[tokio::test]
