@@ -735,3 +735,25 @@ impl Producer {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_mensajero_made_is_recognised_however_little_progress_it_carries() {
+        // A job parked for a rate-limit slot: no attempt yet, and its wait is over when it
+        // is claimed again — only the headers say it is mensajero's own copy.
+        let parked = Carried {
+            first_seen: Some(Utc::now()),
+            ..Carried::default()
+        };
+        let properties =
+            BasicProperties::default().with_headers(parked.write(FieldTable::default()));
+        let mut back = Carried::read(&properties);
+        back.not_before = None;
+        assert!(back.is_internal());
+        // A producer's publish (and a `dlq replay`, which strips these headers) is not.
+        assert!(!Carried::read(&BasicProperties::default()).is_internal());
+    }
+}
