@@ -299,37 +299,81 @@ async fn a_failed_receipt_carries_the_gateways_error() {
 }
 
 /// A receipt can overtake the record of its send: it waits and is applied once the send is
-/// recorded. Here the gateway (wiremock) answers with a fixed id the receipt names first.
+/// recorded. For every gateway: its API (wiremock) answers the send with a fixed id, and a
+/// receipt naming that id is posted before the job is even published.
 #[tokio::test]
 async fn a_receipt_that_arrives_before_its_send_is_still_correlated() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let gateway = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v2/messages"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "data": {"id": "msg-early", "status": "queued"}, "meta": {"requestId": "r"}
-        })))
-        .mount(&gateway)
-        .await;
+    // (channel, send path, the gateway's success answer naming the id).
+    let answers = [
+        (
+            "waspy-ar",
+            "/api/v2/messages",
+            201,
+            json!({"data": {"id": "early-waspy", "status": "queued"}, "meta": {"requestId": "r"}}),
+        ),
+        (
+            "whaapy-mx",
+            "/messages/v1",
+            200,
+            json!({"data": {"id": "early-whaapy", "status": "sent"}}),
+        ),
+        (
+            "wazzup-ru",
+            "/v3/message",
+            201,
+            json!({"messageId": "early-wazzup", "chatId": "5491126032641"}),
+        ),
+        (
+            "seven-de",
+            "/api/waba/messages",
+            200,
+            json!({"success": "100", "messages": [{"id": "early-seven", "success": true}]}),
+        ),
+        (
+            "meta-mx",
+            "/v21.0/106540352242922/messages",
+            200,
+            json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.early-meta"}]}),
+        ),
+    ];
+    for (_, send_path, status, body) in &answers {
+        Mock::given(method("POST"))
+            .and(path(*send_path))
+            .respond_with(ResponseTemplate::new(*status).set_body_json(body.clone()))
+            .mount(&gateway)
+            .await;
+    }
     let prefix = unique_prefix("rc-early");
     let config = common::config(&prefix, &channels(&gateway.uri()), ENV);
     let app = TestApp::spawn(config).await;
 
-    let early = receipt("msg-early", Status::Delivered, None);
-    assert_eq!(post_receipt(&app, "waspy-ar", &early).await, StatusCode::OK);
-    app.assert_quiet(Duration::from_millis(500)).await;
-    let sent = send(&app, "overtaken", "waspy-ar").await;
-    assert_eq!(sent.provider_message_id.as_deref(), Some("msg-early"));
-    let delivered = app.next_outcome().await;
-    assert_eq!(
-        (
-            delivered.job_id.as_str(),
-            delivered.status,
-            delivered.inferred
-        ),
-        ("overtaken", Status::Delivered, false)
-    );
+    for (channel, _, _, body) in &answers {
+        let id = body
+            .pointer("/data/id")
+            .or_else(|| body.get("messageId"))
+            .or_else(|| body.pointer("/messages/0/id"))
+            .and_then(Value::as_str)
+            .unwrap();
+        let job_id = format!("overtaken-{channel}");
+        let early = receipt(id, Status::Delivered, Some(&job_id));
+        assert_eq!(post_receipt(&app, channel, &early).await, StatusCode::OK);
+        app.assert_quiet(Duration::from_millis(300)).await;
+        let sent = send(&app, &job_id, channel).await;
+        assert_eq!(sent.provider_message_id.as_deref(), Some(id), "{channel}");
+        let delivered = app.next_outcome().await;
+        assert_eq!(
+            (
+                delivered.job_id.as_str(),
+                delivered.status,
+                delivered.inferred
+            ),
+            (job_id.as_str(), Status::Delivered, false),
+            "{channel}"
+        );
+    }
 }
 
 /// A receipt for an id that never gets recorded is retried for `unknown_retry`, then
@@ -443,8 +487,20 @@ async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
     config.redis.url = format!("redis://{}/{}", proxy.addr, db.unwrap_or("0"));
     let app = TestApp::spawn(config).await;
 
-    let sent = send(&app, "through-outage", "waspy-ar").await;
-    let id = sent.provider_message_id.unwrap();
+    let gateways = [
+        "waspy-ar",
+        "whaapy-mx",
+        "wazzup-ru",
+        "seven-de",
+        "meta-mx",
+        "demo",
+    ];
+    let mut ids = Vec::new();
+    for channel in gateways {
+        let job_id = format!("through-outage-{channel}");
+        let sent = send(&app, &job_id, channel).await;
+        ids.push((channel, job_id, sent.provider_message_id.unwrap()));
+    }
     proxy.cut();
     let client = reqwest::Client::new();
     // Readiness follows Redis.
@@ -463,20 +519,34 @@ async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
     }
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
 
-    let delivered = receipt(&id, Status::Delivered, None);
-    let read = receipt(&id, Status::Read, None);
-    assert_eq!(
-        post_receipt(&app, "waspy-ar", &delivered).await,
-        StatusCode::OK
-    );
-    assert_eq!(post_receipt(&app, "waspy-ar", &read).await, StatusCode::OK);
+    // Every gateway's receipts are still taken: they wait in the broker, not in Redis.
+    for (channel, job_id, id) in &ids {
+        let delivered = receipt(id, Status::Delivered, Some(job_id));
+        let read = receipt(id, Status::Read, Some(job_id));
+        assert_eq!(
+            post_receipt(&app, channel, &delivered).await,
+            StatusCode::OK
+        );
+        assert_eq!(post_receipt(&app, channel, &read).await, StatusCode::OK);
+    }
     app.assert_quiet(Duration::from_secs(2)).await;
 
     proxy.restore();
-    let events = app.outcomes(2).await;
-    let statuses: Vec<_> = events.iter().map(|o| o.status).collect();
-    assert_eq!(statuses, [Status::Delivered, Status::Read]);
-    assert!(events.iter().all(|o| !o.inferred));
+    let events = app.outcomes(2 * ids.len()).await;
+    for (channel, job_id, _) in &ids {
+        let statuses: Vec<_> = events
+            .iter()
+            .filter(|o| &o.job_id == job_id)
+            .map(|o| (o.status, o.inferred))
+            .collect();
+        // Each job's two receipts were queued in order; the lane applies them in status
+        // order whichever is processed first, and never backwards.
+        assert!(
+            statuses == [(Status::Delivered, false), (Status::Read, false)]
+                || statuses == [(Status::Delivered, true), (Status::Read, false)],
+            "{channel}: {statuses:?}"
+        );
+    }
     app.assert_quiet(Duration::from_millis(800)).await;
     let body: Value = client
         .get(app.url("/readyz"))
