@@ -29,39 +29,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 const TO: &str = "+5491126032641";
-const HOOK_SECRET: &str = "hook-secret-0123456789";
-
-/// One channel per gateway API, all pointed at the mock gateway, each with a webhook secret.
-fn channels(gateway: &str) -> String {
-    let common = format!(
-        "base_url = \"{gateway}\"\napi_key_env = \"T_KEY\"\nwebhook_secret_env = \"T_HOOK\"\ntimeout = \"2s\"\nrate_per_second = 100000\n"
-    );
-    format!(
-        r#"
-[channels.waspy-ar]
-provider = "waspy"
-sender = "550e8400-e29b-41d4-a716-446655440000"
-{common}
-[channels.meta-mx]
-provider = "meta"
-sender = "106540352242922"
-{common}
-[channels.wazzup-ru]
-provider = "wazzup"
-sender = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
-{common}
-[channels.seven-de]
-provider = "seven"
-sender = "4915112345678"
-{common}
-[channels.whaapy-mx]
-provider = "whaapy"
-{common}
-"#
-    )
-}
-
-const ENV: &[(&str, &str)] = &[("T_KEY", "key_0123456789"), ("T_HOOK", HOOK_SECRET)];
+use common::HOOK_SECRET;
 
 fn provider_of(channel: &str) -> ProviderKind {
     match channel {
@@ -1021,7 +989,12 @@ async fn flood_phase(app: &TestApp) {
 async fn the_bad_input_catalogue_gets_its_answers_and_the_worker_survives() {
     let (_core, gateway, _stop) = common::start_gateway(MockOptions::default()).await;
     let prefix = unique_prefix("bad-input");
-    let app = TestApp::spawn(common::config(&prefix, &channels(&gateway), ENV)).await;
+    let app = TestApp::spawn(common::config(
+        &prefix,
+        &common::gateway_channels(&gateway),
+        common::GATEWAY_ENV,
+    ))
+    .await;
 
     let mut victims = Victims::new();
     for channel in ["waspy-ar", "meta-mx", "wazzup-ru", "seven-de", "whaapy-mx"] {

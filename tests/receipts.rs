@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Proxy, TestApp, header, host_port, unique_prefix};
+use common::{HOOK_SECRET, Proxy, TestApp, VERIFY_TOKEN, header, host_port, unique_prefix};
 use mensajero::config::{MockOptions, ProviderKind, Secret};
 use mensajero::outcome::{Outcome, Status};
 use mensajero::receipts::{self, Receipt, ReceiptError};
@@ -16,54 +16,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const TO: &str = "+5491126032641";
-const HOOK_SECRET: &str = "hook-secret-0123456789";
-const VERIFY_TOKEN: &str = "verify-token-abc";
-
-/// One channel per gateway API, all pointed at the mock gateway, each with a webhook secret.
-fn channels(gateway: &str) -> String {
-    let common = format!(
-        "base_url = \"{gateway}\"\napi_key_env = \"T_KEY\"\nwebhook_secret_env = \"T_HOOK\"\ntimeout = \"2s\"\nrate_per_second = 100000\n"
-    );
-    format!(
-        r#"
-[channels.waspy-ar]
-provider = "waspy"
-sender = "550e8400-e29b-41d4-a716-446655440000"
-{common}
-[channels.meta-mx]
-provider = "meta"
-sender = "106540352242922"
-verify_token_env = "T_VERIFY"
-{common}
-[channels.wazzup-ru]
-provider = "wazzup"
-sender = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
-{common}
-[channels.seven-de]
-provider = "seven"
-sender = "4915112345678"
-{common}
-[channels.whaapy-mx]
-provider = "whaapy"
-{common}
-[channels.demo]
-provider = "mock"
-webhook_secret_env = "T_HOOK"
-"#
-    )
-}
-
-const ENV: &[(&str, &str)] = &[
-    ("T_KEY", "key_0123456789"),
-    ("T_HOOK", HOOK_SECRET),
-    ("T_VERIFY", VERIFY_TOKEN),
-];
-
 /// A worker with every gateway channel, its mock gateway, and `extra` TOML on top.
 async fn app(test: &str, extra: &str) -> (TestApp, tokio_util::sync::CancellationToken) {
     let (_core, url, stop) = common::start_gateway(MockOptions::default()).await;
     let prefix = unique_prefix(test);
-    let config = common::config(&prefix, &format!("{extra}\n{}", channels(&url)), ENV);
+    let config = common::config(
+        &prefix,
+        &format!("{extra}\n{}", common::gateway_channels(&url)),
+        common::GATEWAY_ENV,
+    );
     (TestApp::spawn(config).await, stop)
 }
 
@@ -347,7 +308,11 @@ async fn a_receipt_that_arrives_before_its_send_is_still_correlated() {
             .await;
     }
     let prefix = unique_prefix("rc-early");
-    let config = common::config(&prefix, &channels(&gateway.uri()), ENV);
+    let config = common::config(
+        &prefix,
+        &common::gateway_channels(&gateway.uri()),
+        common::GATEWAY_ENV,
+    );
     let app = TestApp::spawn(config).await;
 
     for (channel, _, _, body) in &answers {
@@ -478,7 +443,11 @@ async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
     let proxy = Proxy::start(&host_port(&services.redis_url)).await;
     let (_core, url, _gw) = common::start_gateway(MockOptions::default()).await;
     let prefix = unique_prefix("rc-redis");
-    let mut config = common::config(&prefix, &channels(&url), ENV);
+    let mut config = common::config(
+        &prefix,
+        &common::gateway_channels(&url),
+        common::GATEWAY_ENV,
+    );
     let db = services
         .redis_url
         .rsplit_once('/')
@@ -589,11 +558,11 @@ async fn polling_fills_in_receipts_that_never_came() {
         .mount(&gateway)
         .await;
     let prefix = unique_prefix("rc-poll");
-    let channel = channels(&gateway.uri()).replace(
+    let channel = common::gateway_channels(&gateway.uri()).replace(
         "provider = \"waspy\"\n",
         "provider = \"waspy\"\npoll_after = \"1s\"\n",
     );
-    let app = TestApp::spawn(common::config(&prefix, &channel, ENV)).await;
+    let app = TestApp::spawn(common::config(&prefix, &channel, common::GATEWAY_ENV)).await;
     send(&app, "polled", "waspy-ar").await;
     let events = app.outcomes(2).await;
     let statuses: Vec<_> = events.iter().map(|o| (o.status, o.inferred)).collect();
@@ -609,7 +578,11 @@ async fn polling_fills_in_receipts_that_never_came() {
 async fn a_client_too_slow_to_send_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_core, url, _gw) = common::start_gateway(MockOptions::default()).await;
-    let mut config = common::config(&unique_prefix("rc-slow"), &channels(&url), ENV);
+    let mut config = common::config(
+        &unique_prefix("rc-slow"),
+        &common::gateway_channels(&url),
+        common::GATEWAY_ENV,
+    );
     config.http.request_timeout = Duration::from_secs(1);
     let app = TestApp::spawn(config).await;
     let address = app.url("").trim_start_matches("http://").to_string();

@@ -674,3 +674,51 @@ pub fn host_port(url: &str) -> String {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest).to_string()
 }
+
+// ---- Channels for every gateway API, shared by the receipt and bad-input tests.
+
+/// The webhook secret every channel of [`gateway_channels`] uses.
+pub const HOOK_SECRET: &str = "hook-secret-0123456789";
+/// Meta's `hub.verify_token` of the `meta-mx` channel.
+pub const VERIFY_TOKEN: &str = "verify-token-abc";
+
+/// One channel per gateway API (and one on the in-process mock), all pointed at the mock gateway, each with a webhook secret.
+pub fn gateway_channels(gateway: &str) -> String {
+    let common = format!(
+        "base_url = \"{gateway}\"\napi_key_env = \"T_KEY\"\nwebhook_secret_env = \"T_HOOK\"\ntimeout = \"2s\"\nrate_per_second = 100000\n"
+    );
+    format!(
+        r#"
+[channels.waspy-ar]
+provider = "waspy"
+sender = "550e8400-e29b-41d4-a716-446655440000"
+{common}
+[channels.meta-mx]
+provider = "meta"
+sender = "106540352242922"
+verify_token_env = "T_VERIFY"
+{common}
+[channels.wazzup-ru]
+provider = "wazzup"
+sender = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+{common}
+[channels.seven-de]
+provider = "seven"
+sender = "4915112345678"
+{common}
+[channels.whaapy-mx]
+provider = "whaapy"
+{common}
+[channels.demo]
+provider = "mock"
+webhook_secret_env = "T_HOOK"
+"#
+    )
+}
+
+/// The environment [`gateway_channels`] reads its secrets from.
+pub const GATEWAY_ENV: &[(&str, &str)] = &[
+    ("T_KEY", "key_0123456789"),
+    ("T_HOOK", HOOK_SECRET),
+    ("T_VERIFY", VERIFY_TOKEN),
+];
