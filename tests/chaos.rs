@@ -134,6 +134,129 @@ async fn faults(
     }
 }
 
+/// The campaign's view of the outcomes exchange: a durable quorum queue bound to `#`, read by
+/// a consumer that reconnects, so not even a broker restart loses an event on the way to the
+/// invariant check. Deleted at the end.
+struct Tap {
+    queue: String,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+    stop: CancellationToken,
+}
+
+impl Tap {
+    async fn start(amqp_url: &str, exchange: &str, queue: &str) -> Self {
+        use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::{AMQPValue, FieldTable};
+        let connection = mensajero::broker::connect(amqp_url, "chaos-tap-setup")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(queue.into(), durable, args)
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = connection.close(200, "tap ready".into()).await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let (url, name, token) = (amqp_url.to_string(), queue.to_string(), stop.clone());
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+            while !token.is_cancelled() {
+                let consumer = async {
+                    let connection = mensajero::broker::connect(&url, "chaos-tap").await?;
+                    let channel = connection.create_channel().await?;
+                    channel.basic_qos(500, BasicQosOptions::default()).await?;
+                    let consumer = channel
+                        .basic_consume(
+                            name.as_str().into(),
+                            "".into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?;
+                    Ok::<_, lapin::Error>((connection, consumer))
+                };
+                let Ok((_connection, mut consumer)) = consumer.await else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                loop {
+                    let next = tokio::select! {
+                        _ = token.cancelled() => return,
+                        next = consumer.next() => next,
+                    };
+                    let Some(Ok(delivery)) = next else { break };
+                    if let Ok(outcome) = serde_json::from_slice::<Outcome>(&delivery.data) {
+                        let _ = tx.send(outcome);
+                    }
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                }
+            }
+        });
+        Self {
+            queue: queue.to_string(),
+            rx,
+            stop,
+        }
+    }
+
+    /// Stop reading and delete the queue.
+    async fn delete(&self, amqp_url: &str) {
+        self.stop.cancel();
+        if let Ok(connection) = mensajero::broker::connect(amqp_url, "chaos-tap-cleanup").await
+            && let Ok(channel) = connection.create_channel().await
+        {
+            let _ = channel
+                .queue_delete(
+                    self.queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+            let _ = connection.close(200, "done".into()).await;
+        }
+    }
+}
+
+/// Ready messages in `queue`, asked on a connection of its own (the campaign's may not have
+/// survived a broker restart).
+async fn queue_len(amqp_url: &str, queue: &str) -> u32 {
+    let connection = mensajero::broker::connect(amqp_url, "chaos-count")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let n = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .unwrap()
+        .message_count();
+    let _ = connection.close(200, "done".into()).await;
+    n
+}
+
 /// Which connections go through a proxy the campaign can cut.
 #[derive(Default, Clone, Copy)]
 struct Wiring {
@@ -155,12 +278,19 @@ struct Campaign {
     started: Instant,
     /// Distinct outcome events per job, in arrival order.
     seen: HashMap<String, Vec<Outcome>>,
+    tap: Tap,
 }
 
 impl Campaign {
     async fn new(name: &'static str, wiring: Wiring) -> Self {
         let services = common::services();
         let app = TestApp::new(common::config(&unique_prefix(name), "", &[])).await;
+        let tap = Tap::start(
+            &services.amqp_url,
+            &app.topology.outcomes_exchange,
+            &format!("{}.tap", app.prefix),
+        )
+        .await;
         let gateway = Gateway::start().await;
         let amqp = if wiring.amqp_proxy {
             Some(Proxy::start(&host_port(&services.amqp_url)).await)
@@ -237,6 +367,7 @@ retry_schedule = ["300ms", "1s", "2s"]
             faults: 0,
             started: Instant::now(),
             seen: HashMap::new(),
+            tap,
         };
         for _ in 0..REPLICAS {
             let worker = campaign.spawn_worker();
@@ -265,7 +396,7 @@ retry_schedule = ["300ms", "1s", "2s"]
             if left.is_zero() {
                 return;
             }
-            let Some(outcome) = self.app.try_next_outcome(left).await else {
+            let Ok(Some(outcome)) = tokio::time::timeout(left, self.tap.rx.recv()).await else {
                 return;
             };
             let events = self.seen.entry(outcome.job_id.clone()).or_default();
@@ -314,10 +445,9 @@ retry_schedule = ["300ms", "1s", "2s"]
             }
         }
         let stats = self.gateway.core.stats();
-        let dead = self
-            .app
-            .settled_queue_len(&self.app.topology.dead_queue, 0)
-            .await;
+        let amqp_url = common::services().amqp_url;
+        let dead = queue_len(&amqp_url, &self.app.topology.dead_queue).await;
+        self.tap.delete(&amqp_url).await;
         let line = format!(
             "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  time {:>6.1}s",
             self.name,
@@ -516,6 +646,33 @@ async fn chaos_rolling_sigterm_restart_of_every_replica() {
         c.workers[i] = Some(c.spawn_worker());
         c.collect(Duration::from_millis(1500)).await;
     }
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+/// A real RabbitMQ restart (`rabbitmqctl stop_app` / `start_app`) in the middle of a campaign:
+/// every connection drops, quorum queues recover from disk, workers reconnect. It restarts the
+/// shared broker, so only the long runner runs it (`scripts/chaos.sh` passes
+/// `--run-ignored all`); never in the suite, which other tests share the broker with.
+#[tokio::test]
+#[ignore = "restarts the shared RabbitMQ: scripts/chaos.sh runs it"]
+async fn chaos_rabbitmq_restart() {
+    let mut c = Campaign::new("restart", Wiring::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.finished() < c.jobs / 5 && Instant::now() < deadline {
+        c.collect(Duration::from_millis(100)).await;
+    }
+    let rabbitmqctl = |verb: &str| {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["-q", verb])
+            .status()
+            .expect("rabbitmqctl");
+        assert!(status.success(), "rabbitmqctl {verb}");
+    };
+    rabbitmqctl("stop_app");
+    c.faults += 1;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rabbitmqctl("start_app");
     c.finish(limit()).await;
     c.verify().await;
 }
