@@ -17,11 +17,6 @@ use mensajero::config::{Config, MockOptions, Secret};
 use mensajero::outcome::Outcome;
 use mensajero::providers::mock;
 
-/// mimalloc: the worker allocates many small, short-lived buffers per job (bodies, headers,
-/// futures) from many threads; a thread-caching allocator keeps that off the hot path.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "mensajero",
