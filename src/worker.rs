@@ -640,15 +640,7 @@ async fn refuse(
         job_id,
         channel,
     };
-    publisher
-        .dead_letter(
-            &shared.topology,
-            &delivery.data,
-            &delivery.properties,
-            &letter,
-        )
-        .await?;
-    shared.metrics.dead_letter(letter.reason);
+    publish_dead_letter(shared, publisher, delivery, &letter).await?;
     Ok(Disposition::Ack)
 }
 
@@ -1261,16 +1253,7 @@ impl<'a> JobTask<'a> {
             job_id: Some(&self.job.id),
             channel: Some(&self.job.channel),
         };
-        self.publisher
-            .dead_letter(
-                &self.shared.topology,
-                &self.delivery.data,
-                &self.delivery.properties,
-                &letter,
-            )
-            .await?;
-        self.shared.metrics.dead_letter(reason);
-        Ok(())
+        publish_dead_letter(self.shared, self.publisher, self.delivery, &letter).await
     }
 
     async fn publish(&self, event: Outcome) -> Result<(), TaskError> {
@@ -1380,6 +1363,25 @@ async fn publish_outcome(
     if let (EventKind::Status, Some(error)) = (event.event, &event.error) {
         metrics.failure(&event.channel, error.class.as_str(), &error.code);
     }
+    Ok(())
+}
+
+/// Dead-letter a delivery (its body untouched, `letter` in the headers), confirmed, and count it.
+async fn publish_dead_letter(
+    shared: &Shared,
+    publisher: &Publisher,
+    delivery: &Delivery,
+    letter: &DeadLetter<'_>,
+) -> Result<(), TaskError> {
+    publisher
+        .dead_letter(
+            &shared.topology,
+            &delivery.data,
+            &delivery.properties,
+            letter,
+        )
+        .await?;
+    shared.metrics.dead_letter(letter.reason);
     Ok(())
 }
 

@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::{Disposition, Shared, TaskError, publish_outcome, settle, with_redis};
+use super::{
+    Disposition, Shared, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
+};
 use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
 use crate::http::{CHANNEL_HEADER, EVENT_HEADER};
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
@@ -322,15 +324,7 @@ async fn dead_letter(
         job_id: None,
         channel,
     };
-    publisher
-        .dead_letter(
-            &shared.topology,
-            &delivery.data,
-            &delivery.properties,
-            &letter,
-        )
-        .await?;
-    shared.metrics.dead_letter(reason);
+    publish_dead_letter(shared, publisher, delivery, &letter).await?;
     Ok(Disposition::Ack)
 }
 
