@@ -1,9 +1,13 @@
 //! Fault campaigns (issue "reliability proof"): real worker processes (3 replicas), real
 //! RabbitMQ and Redis, and the mock gateway, under the faults that break message queues —
 //! `kill -9`, broker connections cut, Redis unreachable, a gateway that fails then crawls then
-//! hangs, and rolling SIGTERM restarts. Each campaign ends by checking the invariants: every
-//! job has exactly one terminal outcome, every outcome chain is in order, the gateway sent each
-//! key once (repeats answered from its idempotency cache), and the dead-letter queue is empty.
+//! hangs, and rolling SIGTERM restarts. The gateway posts signed `delivered` and `read`
+//! receipts for every message it sends to the replicas' listeners (through a balancer in front
+//! of their fixed ports, as a load balancer would), so receipts live through the faults too.
+//! Each campaign ends by checking the invariants: every job has exactly one terminal outcome
+//! and, once sent, its `delivered` and `read` naming the message the send answered; every
+//! outcome chain is in order; the gateway sent each key once (repeats answered from its
+//! idempotency cache); and the dead-letter queue is empty.
 //!
 //! The suite runs a short version of each (`CHAOS_JOBS`, default 300 jobs). The long version is
 //! `scripts/chaos.sh` (5,000 jobs per scenario, release build). Each scenario prints one line:
@@ -19,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use common::{Proxy, TestApp, WorkerProcess, host_port, unique_prefix};
-use mensajero::config::MockOptions;
+use mensajero::config::{MockOptions, Secret};
 use mensajero::outcome::{EventKind, Outcome, Status};
 use mensajero::providers::mock::{self, MockCore};
 use rand::Rng;
@@ -28,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 const REPLICAS: usize = 3;
 const KEY: &str = "wspy_chaos_key";
+const HOOK: &str = "whsec_chaos_hook";
+const CHANNEL: &str = "waspy-ar";
 
 fn jobs() -> usize {
     std::env::var("CHAOS_JOBS")
@@ -68,11 +74,18 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn start() -> Self {
-        let core = MockCore::new(MockOptions {
-            latency: Duration::from_millis(20),
-            ..MockOptions::default()
-        });
+    /// A gateway that posts each sent message's receipts to `receipts_url`.
+    async fn start(receipts_url: String) -> Self {
+        let core = MockCore::with_webhook_secret(
+            MockOptions {
+                latency: Duration::from_millis(20),
+                receipts_url: Some(receipts_url),
+                delivered_after: Some(Duration::from_millis(300)),
+                read_after: Some(Duration::from_millis(900)),
+                ..MockOptions::default()
+            },
+            Some(Secret::new(HOOK)),
+        );
         let phase = Arc::new((Mutex::new(Phase::Normal), FaultCounts::default()));
         let router = mock::router(core.clone())
             .layer(axum::middleware::from_fn_with_state(phase.clone(), faults));
@@ -271,6 +284,10 @@ struct Campaign {
     gateway: Gateway,
     amqp: Option<Proxy>,
     redis: Option<Proxy>,
+    /// The receipts' way in: a balancer over the replicas' listeners.
+    _front: Proxy,
+    /// Replica `i` listens on `ports[i]`, restarted or not.
+    ports: Vec<u16>,
     config: std::path::PathBuf,
     workers: Vec<Option<WorkerProcess>>,
     jobs: usize,
@@ -291,7 +308,10 @@ impl Campaign {
             &format!("{}.tap", app.prefix),
         )
         .await;
-        let gateway = Gateway::start().await;
+        let ports = distinct_free_ports(REPLICAS);
+        let listeners: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let front = Proxy::balance(&listeners).await;
+        let gateway = Gateway::start(format!("http://{}/webhooks/{CHANNEL}", front.addr)).await;
         let amqp = if wiring.amqp_proxy {
             Some(Proxy::start(&host_port(&services.amqp_url)).await)
         } else {
@@ -323,10 +343,13 @@ prefetch = 128
 lease = "6s"
 shutdown_grace = "20s"
 inline_wait = "1s"
-[channels.waspy-ar]
+[receipts]
+unknown_retry = "30m"
+[channels.{channel}]
 provider = "waspy"
 base_url = "{gateway}"
 api_key_env = "WASPY_CHAOS_KEY"
+webhook_secret_env = "WASPY_CHAOS_HOOK"
 sender = "550e8400-e29b-41d4-a716-446655440000"
 timeout = "2s"
 # Paced so that every fault meets jobs in flight: about 8 s of sending in the suite, a
@@ -341,6 +364,7 @@ retry_schedule = ["300ms", "1s", "2s"]
             redis = through(&services.redis_url, &redis),
             prefix = app.prefix,
             gateway = gateway.url,
+            channel = CHANNEL,
             rate = (jobs() / if long() { 60 } else { 8 }).max(10),
         );
         let config = std::env::temp_dir().join(format!("{}.toml", app.prefix));
@@ -349,7 +373,7 @@ retry_schedule = ["300ms", "1s", "2s"]
         for i in 0..jobs {
             app.enqueue(&json!({
                 "id": format!("{name}-{i}"),
-                "channel": "waspy-ar",
+                "channel": CHANNEL,
                 "to": "+5491126032641",
                 "message": {"type": "text", "text": {"body": format!("mensaje {i}")}}
             }))
@@ -361,6 +385,8 @@ retry_schedule = ["300ms", "1s", "2s"]
             gateway,
             amqp,
             redis,
+            _front: front,
+            ports,
             config,
             workers: Vec::new(),
             jobs,
@@ -369,22 +395,36 @@ retry_schedule = ["300ms", "1s", "2s"]
             seen: HashMap::new(),
             tap,
         };
-        for _ in 0..REPLICAS {
-            let worker = campaign.spawn_worker();
+        for i in 0..REPLICAS {
+            let worker = campaign.spawn_worker(i);
             campaign.workers.push(Some(worker));
         }
         campaign
     }
 
-    fn spawn_worker(&self) -> WorkerProcess {
-        WorkerProcess::start(&self.config, &[("WASPY_CHAOS_KEY", KEY)])
+    /// Start replica `i` on its own port.
+    fn spawn_worker(&self, i: usize) -> WorkerProcess {
+        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        WorkerProcess::start(
+            &self.config,
+            &[
+                ("WASPY_CHAOS_KEY", KEY),
+                ("WASPY_CHAOS_HOOK", HOOK),
+                ("MENSAJERO__HTTP__LISTEN", &listen),
+            ],
+        )
     }
 
-    /// Jobs with a terminal outcome so far.
+    /// Jobs whose story is over so far: failed, or sent and read.
     fn finished(&self) -> usize {
         self.seen
             .values()
-            .filter(|events| events.iter().any(is_terminal))
+            .filter(|events| {
+                events.iter().any(|o| {
+                    o.event == EventKind::Status
+                        && matches!(o.status, Status::Read | Status::Failed)
+                })
+            })
             .count()
     }
 
@@ -422,6 +462,8 @@ retry_schedule = ["300ms", "1s", "2s"]
         let mut lost = Vec::new();
         let mut duplicated = Vec::new();
         let mut disordered = Vec::new();
+        let mut unreceipted = Vec::new();
+        let mut inferred = 0;
         let mut sent = 0;
         for i in 0..self.jobs {
             let id = format!("{}-{i}", self.name);
@@ -432,8 +474,20 @@ retry_schedule = ["300ms", "1s", "2s"]
                 1 => {}
                 _ => duplicated.push(id.clone()),
             }
-            if terminal.iter().any(|o| o.status == Status::Sent) {
+            if let Some(send) = terminal.iter().find(|o| o.status == Status::Sent) {
                 sent += 1;
+                // Both receipts arrived, each naming the message the send answered.
+                let receipt = |status: Status| {
+                    events.iter().find(|o| {
+                        o.event == EventKind::Status
+                            && o.status == status
+                            && o.provider_message_id == send.provider_message_id
+                    })
+                };
+                match (receipt(Status::Delivered), receipt(Status::Read)) {
+                    (Some(delivered), Some(_)) => inferred += usize::from(delivered.inferred),
+                    _ => unreceipted.push(id.clone()),
+                }
             }
             let ranks: Vec<u8> = events
                 .iter()
@@ -449,13 +503,17 @@ retry_schedule = ["300ms", "1s", "2s"]
         let dead = queue_len(&amqp_url, &self.app.topology.dead_queue).await;
         self.tap.delete(&amqp_url).await;
         let line = format!(
-            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  time {:>6.1}s",
+            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  receipts missing {:>3} (inferred {:>3}, posted {:>5}, given up {:>3})  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  time {:>6.1}s",
             self.name,
             self.jobs,
             self.faults,
             lost.len(),
             duplicated.len(),
             disordered.len(),
+            unreceipted.len(),
+            inferred,
+            stats.receipts_sent,
+            stats.receipts_failed,
             stats.sent,
             stats.replayed,
             stats.requests,
@@ -497,6 +555,11 @@ retry_schedule = ["300ms", "1s", "2s"]
             disordered.is_empty(),
             "{line}\nout of order: {disordered:?}"
         );
+        assert!(
+            unreceipted.is_empty(),
+            "{line}\nsent without both receipts: {:#?}",
+            story(&unreceipted)
+        );
         assert_eq!(
             sent, self.jobs,
             "{line}\nevery job is sendable: all must end sent"
@@ -507,6 +570,18 @@ retry_schedule = ["300ms", "1s", "2s"]
         drop(self.amqp.take());
         drop(self.redis.take());
     }
+}
+
+/// `n` different ports free right now (see [`common::free_port`]).
+fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let port = common::free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn is_terminal(o: &Outcome) -> bool {
@@ -549,7 +624,7 @@ async fn chaos_kill_9_a_random_worker_every_few_seconds() {
             let _ = worker.wait(Duration::from_secs(10)).await;
         }
         c.faults += 1;
-        c.workers[victim] = Some(c.spawn_worker());
+        c.workers[victim] = Some(c.spawn_worker(victim));
     }
     c.finish(limit()).await;
     c.verify().await;
@@ -643,7 +718,7 @@ async fn chaos_rolling_sigterm_restart_of_every_replica() {
             );
         }
         c.faults += 1;
-        c.workers[i] = Some(c.spawn_worker());
+        c.workers[i] = Some(c.spawn_worker(i));
         c.collect(Duration::from_millis(1500)).await;
     }
     c.finish(limit()).await;

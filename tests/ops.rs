@@ -588,14 +588,6 @@ const BAD_KEY: &str = "wspy_TOPSECRET_bad_41d2e8b0";
 const WEBHOOK_SECRET: &str = "whsec_TOPSECRET_hook_c0ffee42";
 const MARKER: &str = "TOPSECRET";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The span (or event) field `name` of a JSON log line.
 fn log_field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
     line.get(name)
@@ -653,7 +645,7 @@ max_age = "1s"
         refusing = refusing.uri(),
     );
     let file = TempConfig::write(&app, "", &channels);
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let log_path = std::env::temp_dir().join(format!("{prefix}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -821,7 +813,7 @@ async fn logs_of_a_worker_without_redis(format: &str) -> String {
     let dir = std::env::temp_dir();
     let config_path = dir.join(format!("{prefix}.toml"));
     let log_path = dir.join(format!("{prefix}.log"));
-    let port = free_port();
+    let port = common::free_port();
     // Port 1 on loopback refuses connections: Redis is unreachable from the start.
     std::fs::write(
         &config_path,

@@ -596,6 +596,8 @@ impl Drop for TempConfig {
 
 /// A TCP proxy in front of a service, to cut a worker off from it without stopping the
 /// shared service: `cut()` drops every open connection and refuses new ones until `restore()`.
+/// In front of several upstreams it is a balancer: each connection goes to the next upstream
+/// that accepts it, so replicas restarting behind it (on fixed ports) stay reachable.
 pub struct Proxy {
     /// `host:port` to point clients at.
     pub addr: std::net::SocketAddr,
@@ -607,15 +609,21 @@ pub struct Proxy {
 impl Proxy {
     /// Proxy `127.0.0.1:<free port>` to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> Self {
+        Self::balance(&[upstream.to_string()]).await
+    }
+
+    /// Proxy `127.0.0.1:<free port>` to `upstreams` in turn, skipping those that refuse.
+    pub async fn balance(upstreams: &[String]) -> Self {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (generation, _) = tokio::sync::watch::channel(0u64);
         let stop = CancellationToken::new();
-        let upstream = upstream.to_string();
+        let upstreams = std::sync::Arc::new(upstreams.to_vec());
         let (open2, gen2, stop2) = (open.clone(), generation.clone(), stop.clone());
         tokio::spawn(async move {
+            let mut turn = 0usize;
             loop {
                 let accepted = tokio::select! {
                     _ = stop2.cancelled() => return,
@@ -628,12 +636,20 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let first = turn;
+                turn = turn.wrapping_add(1);
+                let upstreams = upstreams.clone();
                 let mut cut = gen2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
+                    let mut server = None;
+                    for i in 0..upstreams.len() {
+                        let upstream = &upstreams[(first + i) % upstreams.len()];
+                        if let Ok(s) = tokio::net::TcpStream::connect(upstream).await {
+                            server = Some(s);
+                            break;
+                        }
+                    }
+                    let Some(mut server) = server else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut.changed() => {}

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor, wire_id};
 use crate::config::ProviderKind;
 
 /// Fields of the send body that are Meta's envelope, not the message object.
@@ -207,22 +207,17 @@ async fn meta_send(
         to: Some(to.clone()),
         key: None,
         body,
+        receipts: Some(ReceiptsFor {
+            provider: ProviderKind::Meta,
+            job_id: callback_data,
+        }),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return injected(&InjectedError::status(500));
     };
     let wamid = match decision {
-        Decision::Sent(id) => {
-            let wamid = format!("wamid.{id}");
-            core.send_receipts(SentMessage {
-                provider: ProviderKind::Meta,
-                provider_message_id: wamid.clone(),
-                job_id: callback_data,
-            });
-            wamid
-        }
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Replayed(id) => format!("wamid.{id}"),
+        Decision::Sent(id) | Decision::Replayed(id) => wire_id(ProviderKind::Meta, &id),
         Decision::Error(error) => return injected(&error),
     };
     Json(json!({

@@ -37,8 +37,8 @@
 //! webhook format and signed with the webhook secret the way that gateway signs them
 //! ([`crate::receipts::render`], [`crate::receipts::sign`]). The ids are those the send
 //! answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
-//! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried a
-//! few times, and at most [`MAX_PENDING`] sends wait for theirs (see `mock/receipts.rs`).
+//! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried for
+//! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs (see `mock/receipts.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,27 @@ pub struct Call {
     pub key: Option<String>,
     /// The request body, kept for `GET /api/v2/messages/{id}`.
     pub body: Value,
+    /// Whose receipts a fresh send schedules, if the API sends any for this call.
+    pub receipts: Option<ReceiptsFor>,
+}
+
+/// How a fresh send's receipts must look: scheduled by [`MockCore::handle`] itself, so a send
+/// whose client hung up mid-call still gets its receipts, as with a real gateway.
+#[derive(Debug, Clone)]
+pub struct ReceiptsFor {
+    /// Whose webhook format to use: the API that was called.
+    pub provider: ProviderKind,
+    /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
+    /// `foreign_id`), if anything.
+    pub job_id: Option<String>,
+}
+
+/// The message id `provider`'s API answers for the simulator's id `id` (Meta's `wamid.…`).
+pub fn wire_id(provider: ProviderKind, id: &str) -> String {
+    match provider {
+        ProviderKind::Meta => format!("wamid.{id}"),
+        _ => id.to_string(),
+    }
 }
 
 /// Counters a test or benchmark reads back.
@@ -161,9 +182,9 @@ impl MockCore {
         }
     }
 
-    /// Schedule the receipts of an accepted send (none unless configured). Simulated APIs
-    /// call this for fresh sends only: a replay's receipts already went out.
-    pub fn send_receipts(&self, message: SentMessage) {
+    /// Schedule the receipts of an accepted send (none unless configured): for fresh sends
+    /// only, since a replay's receipts already went out.
+    fn send_receipts(&self, message: SentMessage) {
         if let Some(sender) = &self.receipts {
             sender.schedule(message);
         }
@@ -226,6 +247,14 @@ impl MockCore {
             inner.by_key.insert(key.to_string(), id.clone());
         }
         inner.messages.insert(id.clone(), call.body);
+        drop(inner);
+        if let Some(receipts) = call.receipts {
+            self.send_receipts(SentMessage {
+                provider_message_id: wire_id(receipts.provider, &id),
+                provider: receipts.provider,
+                job_id: receipts.job_id,
+            });
+        }
         Decision::Sent(id)
     }
 
@@ -303,19 +332,16 @@ impl InProcess {
             to: Some(job.to.clone()),
             key: Some(ctx.idempotency_key.to_string()),
             body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
+            receipts: Some(ReceiptsFor {
+                provider: ProviderKind::Mock,
+                job_id: None,
+            }),
         };
         match self.core.handle(call).await {
-            Decision::Sent(id) => {
-                self.core.send_receipts(SentMessage {
-                    provider: ProviderKind::Mock,
-                    provider_message_id: id.clone(),
-                    job_id: None,
-                });
-                Ok(Accepted {
-                    provider_message_id: id,
-                    replayed: false,
-                })
-            }
+            Decision::Sent(id) => Ok(Accepted {
+                provider_message_id: id,
+                replayed: false,
+            }),
             Decision::Replayed(id) => Ok(Accepted {
                 provider_message_id: id,
                 replayed: true,
@@ -481,5 +507,50 @@ mod tests {
         assert_eq!(mock.core().rules().len(), 1, "the rule without times stays");
         assert_eq!(mock.core().clear_rules(), 1);
         assert!(send(&mock, "+5491100000001", "k-1").await.is_ok());
+    }
+
+    /// A gateway finishes a send whose client hung up mid-call, and its receipts follow:
+    /// the simulator must not lose them with the dropped request (the fault campaigns kill
+    /// workers mid-call and count every receipt).
+    #[tokio::test]
+    async fn a_send_whose_client_hung_up_still_gets_its_receipts() {
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = received.clone();
+        let receiver = Router::new().route(
+            "/hook",
+            axum::routing::post(move || async move {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                StatusCode::OK
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, receiver).await });
+        let core = MockCore::new(MockOptions {
+            latency: Duration::from_millis(200),
+            receipts_url: Some(url),
+            delivered_after: Some(Duration::from_millis(10)),
+            ..MockOptions::default()
+        });
+        let call = Call {
+            path: waspy::PATH.to_string(),
+            to: Some("+5491100000001".into()),
+            key: Some("k-1".into()),
+            body: Value::Null,
+            receipts: Some(ReceiptsFor {
+                provider: ProviderKind::Waspy,
+                job_id: None,
+            }),
+        };
+        let hung_up =
+            tokio::time::timeout(Duration::from_millis(20), core.handle_detached(call)).await;
+        assert!(hung_up.is_err(), "the client left before the answer");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while received.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no receipt arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = core.stats();
+        assert_eq!((stats.sent, stats.receipts_sent), (1, 1));
     }
 }

@@ -23,12 +23,18 @@ use crate::receipts::{self, Receipt};
 /// sends with a long `read_after` must not hold millions of timers.
 pub const MAX_PENDING: usize = 10_000;
 
-/// Waits before each retry of a failed POST: a few quick ones, like a gateway's webhook retry
-/// but on a simulator's time scale.
-pub const RETRY_DELAYS: [Duration; 3] = [
+/// Waits before each retry of a failed POST: doubling, like a gateway's webhook retry but on a
+/// simulator's time scale — about two minutes in all, so receipts outlast a listener's restart
+/// or a broker outage behind it (a real gateway retries for hours).
+pub const RETRY_DELAYS: [Duration; 8] = [
     Duration::from_millis(250),
+    Duration::from_millis(500),
     Duration::from_secs(1),
+    Duration::from_secs(2),
     Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
 ];
 
 /// How long one receipt POST may take before it counts as failed.

@@ -14,7 +14,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 use crate::config::ProviderKind;
 use crate::providers::seven::{API_KEY_HEADER, EVENTS_PATH, MAX_FOREIGN_ID, PATH, SUCCESS};
 
@@ -253,20 +253,17 @@ async fn seven_send(
         to: recipient.as_str().map(str::to_owned),
         key: key.clone(),
         body,
+        // seven.io's reports echo the request's foreign_id.
+        receipts: Some(ReceiptsFor {
+            provider: ProviderKind::Seven,
+            job_id: key,
+        }),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return task_failed();
     };
     let id = match decision {
-        Decision::Sent(id) => {
-            // seven.io's reports echo the request's foreign_id.
-            core.send_receipts(SentMessage {
-                provider: ProviderKind::Seven,
-                provider_message_id: id.clone(),
-                job_id: key,
-            });
-            id
-        }
+        Decision::Sent(id) => id,
         // seven.io itself would send a repeat again; the simulator answers with the original.
         Decision::Replayed(id) => id,
         Decision::Error(error) => return injected(&error),
@@ -340,6 +337,7 @@ async fn seven_event(
         to: body.get("to").and_then(Value::as_str).map(str::to_owned),
         key: None,
         body,
+        receipts: None,
     };
     match core.handle_detached(call).await {
         None => task_failed(),

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 use crate::config::ProviderKind;
 use crate::providers::waspy::{REPLAYED_HEADER, SUPPORTED_TYPES};
 use crate::providers::{Adapter, HttpReply};
@@ -130,6 +130,10 @@ async fn waspy_send(
         to: body.get("to").and_then(Value::as_str).map(str::to_owned),
         key,
         body: body.clone(),
+        receipts: Some(ReceiptsFor {
+            provider: ProviderKind::Waspy,
+            job_id: None,
+        }),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return waspy_error(
@@ -139,14 +143,7 @@ async fn waspy_send(
         );
     };
     let (status, id, replayed) = match decision {
-        Decision::Sent(id) => {
-            core.send_receipts(SentMessage {
-                provider: ProviderKind::Waspy,
-                provider_message_id: id.clone(),
-                job_id: None,
-            });
-            (StatusCode::CREATED, id, false)
-        }
+        Decision::Sent(id) => (StatusCode::CREATED, id, false),
         Decision::Replayed(id) => (StatusCode::CREATED, id, true),
         Decision::Error(error) => return injected(&error),
     };

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 use crate::config::ProviderKind;
 use crate::providers::wazzup::{CHAT_TYPE, PATH};
 
@@ -185,6 +185,10 @@ async fn wazzup_send(
         to: chat_id.as_str().map(str::to_owned),
         key: key.clone(),
         body,
+        receipts: Some(ReceiptsFor {
+            provider: ProviderKind::Wazzup,
+            job_id: None,
+        }),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return wazzup_error(
@@ -195,18 +199,11 @@ async fn wazzup_send(
         );
     };
     match decision {
-        Decision::Sent(id) => {
-            core.send_receipts(SentMessage {
-                provider: ProviderKind::Wazzup,
-                provider_message_id: id.clone(),
-                job_id: None,
-            });
-            (
-                StatusCode::CREATED,
-                Json(json!({ "messageId": id, "chatId": chat_id })),
-            )
-                .into_response()
-        }
+        Decision::Sent(id) => (
+            StatusCode::CREATED,
+            Json(json!({ "messageId": id, "chatId": chat_id })),
+        )
+            .into_response(),
         // The document's answer to a repeat: no messageId, only the echoed crmMessageId.
         Decision::Replayed(_) => bad_request_with(
             "REPEATED_CRM_MESSAGE_ID",

@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, SentMessage};
+use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 use crate::config::ProviderKind;
 use crate::providers::whaapy::{PATH, SUPPORTED_TYPES};
 
@@ -200,20 +200,17 @@ async fn whaapy_send(
         to: input.as_ref().and_then(Value::as_str).map(str::to_owned),
         key: None,
         body,
+        receipts: Some(ReceiptsFor {
+            provider: ProviderKind::Whaapy,
+            job_id: None,
+        }),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return injected(&InjectedError::status(500));
     };
     let id = match decision {
-        Decision::Sent(id) => {
-            // The adapter correlates by `data.id`, which is this id.
-            core.send_receipts(SentMessage {
-                provider: ProviderKind::Whaapy,
-                provider_message_id: id.clone(),
-                job_id: None,
-            });
-            id
-        }
+        // The adapter correlates by `data.id`, which is this id.
+        Decision::Sent(id) => id,
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
         Decision::Replayed(id) => id,
         Decision::Error(error) => return injected(&error),
