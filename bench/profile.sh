@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profile the worker under the bench's load:
-# `bench/profile.sh perf|strace [SCENARIO] [SECONDS]` or `bench/profile.sh callgrind [SCENARIO]`.
+# `bench/profile.sh perf|strace [SCENARIO] [SECONDS]` or `bench/profile.sh callgrind|heaptrack [SCENARIO]`.
 #
 #   perf   — `perf record -e cpu-clock` (a software timer: these VMs expose no hardware
 #            counters) on the worker process; writes bench/out/perf-report.txt.
@@ -9,6 +9,9 @@
 #   callgrind — the worker runs under `valgrind --tool=callgrind` for the --quick size of the
 #            scenario (instructions per function, ~50x slower); writes
 #            bench/out/callgrind-report.txt.
+#   heaptrack — the worker runs under heaptrack for the whole scenario (allocations by call
+#            site, what was live at the peak); writes bench/out/heaptrack-report.txt. Use it on
+#            inflight-2000-1s to see what each in-flight job keeps.
 #
 # Same isolation as run.sh: its own vhost and Redis prefix, deleted afterwards.
 set -euo pipefail
@@ -43,6 +46,9 @@ size=()
 if [ "$mode" = callgrind ]; then
   wrapper=(--worker-wrapper "valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.out")
   size=(--quick)
+elif [ "$mode" = heaptrack ]; then
+  rm -f "$out"/heaptrack.worker.*
+  wrapper=(--worker-wrapper "heaptrack -q -o $out/heaptrack.worker")
 fi
 timeout 300 "$target/release/mensajero-bench" --only "$scenario" "${size[@]}" "${wrapper[@]}" \
   --amqp-url "amqp://guest:guest@127.0.0.1:5672/$run_id" --redis-prefix "$run_id" \
@@ -82,7 +88,14 @@ case "$mode" in
     callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -80 | cut -c1-200 > "$out/callgrind-report.txt" || true
     callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -80 | cut -c1-200 > "$out/callgrind-inclusive.txt" || true
     ;;
-  *) echo "mode is perf, strace or callgrind" >&2; exit 2 ;;
+  heaptrack)
+    wait "$bench_pid"
+    bench_pid=""
+    heaptrack_print -f "$out"/heaptrack.worker.* --print-peaks 1 --print-allocators 1 \
+      --print-temporary 0 --print-leaks 0 --peak-limit 25 2>/dev/null \
+      | cut -c1-220 > "$out/heaptrack-report.txt" || true
+    ;;
+  *) echo "mode is perf, strace, callgrind or heaptrack" >&2; exit 2 ;;
 esac
 if [ -n "$bench_pid" ]; then
   wait "$bench_pid"

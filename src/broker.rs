@@ -91,6 +91,9 @@ pub mod headers {
     pub const REPLAY: &str = "x-mensajero-replay";
     /// Some attempt on the current channel may have reached the gateway.
     pub const MAYBE_SENT: &str = "x-mensajero-maybe-sent";
+    /// The job's `queued` outcome is out: a job parked for a rate-limit slot does not
+    /// announce itself again each time it comes back.
+    pub const QUEUED: &str = "x-mensajero-queued";
     /// Which delay queue a parked job goes to. Not `x-` prefixed: headers exchanges ignore
     /// such headers when matching bindings.
     pub const TIER: &str = "mensajero-delay-tier";
@@ -543,6 +546,8 @@ pub struct Carried {
     pub replay: bool,
     /// Some attempt on the current channel may have reached its gateway (no failover then).
     pub maybe_sent: bool,
+    /// Its `queued` outcome was published.
+    pub queued: bool,
     /// Redeliveries by the broker (quorum queues' `x-delivery-count`).
     pub delivery_count: u32,
     /// The message carries mensajero's progress headers: a copy mensajero made (parked, failed
@@ -580,6 +585,7 @@ impl Carried {
                 .unwrap_or_default(),
             replay: get(headers::REPLAY).is_some_and(truthy),
             maybe_sent: get(headers::MAYBE_SENT).is_some_and(truthy),
+            queued: get(headers::QUEUED).is_some_and(truthy),
             delivery_count: number(headers::DELIVERY_COUNT)
                 .unwrap_or(0)
                 .min(u32::MAX as u64) as u32,
@@ -624,6 +630,7 @@ impl Carried {
             headers::MAYBE_SENT.into(),
             AMQPValue::Boolean(self.maybe_sent),
         );
+        table.insert(headers::QUEUED.into(), AMQPValue::Boolean(self.queued));
         table
     }
 }
@@ -753,6 +760,14 @@ mod tests {
         let mut back = Carried::read(&properties);
         back.not_before = None;
         assert!(back.is_internal());
+        assert!(!back.queued);
+        let announced = Carried {
+            queued: true,
+            ..parked
+        };
+        let properties =
+            BasicProperties::default().with_headers(announced.write(FieldTable::default()));
+        assert!(Carried::read(&properties).queued);
         // A producer's publish (and a `dlq replay`, which strips these headers) is not.
         assert!(!Carried::read(&BasicProperties::default()).is_internal());
     }

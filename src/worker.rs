@@ -875,10 +875,14 @@ impl<'a> JobTask<'a> {
             }
         };
 
-        if self.carried.attempts == 0 && self.carried.tried.is_empty() {
+        // Copies from before the `queued` header existed tell by their progress instead.
+        let announced =
+            self.carried.queued || self.carried.attempts > 0 || !self.carried.tried.is_empty();
+        if !announced {
             self.publish(self.event(Status::Queued, None, attempt, None, None))
                 .await?;
         }
+        self.carried.queued = true;
 
         loop {
             tracing::Span::current().record("attempt", attempt);

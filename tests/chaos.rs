@@ -209,20 +209,35 @@ impl Tap {
                         .await?;
                     Ok::<_, lapin::Error>((connection, consumer))
                 };
-                let Ok((_connection, mut consumer)) = consumer.await else {
+                // Bounded: a broker that is still booting may accept the TCP connection and
+                // never finish the handshake.
+                let Ok(Ok((connection, mut consumer))) =
+                    tokio::time::timeout(Duration::from_secs(10), consumer).await
+                else {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 };
+                // A consumer whose connection died does not always end its stream: check.
+                let mut check = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     let next = tokio::select! {
                         _ = token.cancelled() => return,
+                        _ = check.tick() => {
+                            if connection.status().connected() { continue } else { break }
+                        }
                         next = consumer.next() => next,
                     };
                     let Some(Ok(delivery)) = next else { break };
                     if let Ok(outcome) = serde_json::from_slice::<Outcome>(&delivery.data) {
                         let _ = tx.send(outcome);
                     }
-                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                    let ack = delivery.acker.ack(BasicAckOptions::default());
+                    if !matches!(
+                        tokio::time::timeout(Duration::from_secs(5), ack).await,
+                        Ok(Ok(_))
+                    ) {
+                        break;
+                    }
                 }
             }
         });
@@ -295,6 +310,8 @@ struct Campaign {
     started: Instant,
     /// Distinct outcome events per job, in arrival order.
     seen: HashMap<String, Vec<Outcome>>,
+    /// Outcome messages read, repeats included (at-least-once re-publishes).
+    received: usize,
     tap: Tap,
 }
 
@@ -393,6 +410,7 @@ retry_schedule = ["300ms", "1s", "2s"]
             faults: 0,
             started: Instant::now(),
             seen: HashMap::new(),
+            received: 0,
             tap,
         };
         for i in 0..REPLICAS {
@@ -439,6 +457,7 @@ retry_schedule = ["300ms", "1s", "2s"]
             let Ok(Some(outcome)) = tokio::time::timeout(left, self.tap.rx.recv()).await else {
                 return;
             };
+            self.received += 1;
             let events = self.seen.entry(outcome.job_id.clone()).or_default();
             // At least once: a re-published event keeps its event_id.
             if !events.iter().any(|o| o.event_id == outcome.event_id) {
@@ -503,7 +522,7 @@ retry_schedule = ["300ms", "1s", "2s"]
         let dead = queue_len(&amqp_url, &self.app.topology.dead_queue).await;
         self.tap.delete(&amqp_url).await;
         let line = format!(
-            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  receipts missing {:>3} (inferred {:>3}, posted {:>5}, given up {:>3})  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  time {:>6.1}s",
+            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  receipts missing {:>3} (inferred {:>3}, posted {:>5}, given up {:>3})  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  outcome messages {:>6}  time {:>6.1}s",
             self.name,
             self.jobs,
             self.faults,
@@ -528,6 +547,7 @@ retry_schedule = ["300ms", "1s", "2s"]
                 .delayed
                 .load(std::sync::atomic::Ordering::Relaxed),
             dead,
+            self.received,
             self.started.elapsed().as_secs_f64()
         );
         eprintln!("{line}");

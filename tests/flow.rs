@@ -364,7 +364,9 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
     assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
 }
 
-/// Two worker processes on one channel limited to 20/s send at 20/s together (±10 %).
+/// Two worker processes on one channel limited to 20/s send at 20/s together (±10 %); jobs
+/// parked for a slot (most of them, past `inline_wait`) announce `queued` once, not on every
+/// return from the delay queue.
 #[tokio::test]
 async fn two_workers_share_one_rate_limit() {
     const JOBS: usize = 100;
@@ -385,15 +387,20 @@ async fn two_workers_share_one_rate_limit() {
         WorkerProcess::start(&config, &[("WASPY_TEST_KEY", KEY)]),
     ];
     let mut sent = Vec::new();
+    let mut queued = 0;
     while sent.len() < JOBS {
         let o = app
             .try_next_outcome(Duration::from_secs(30))
             .await
             .expect("outcomes keep coming");
-        if o.status == Status::Sent {
-            sent.push(o.occurred_at);
+        match o.status {
+            Status::Sent => sent.push(o.occurred_at),
+            Status::Queued => queued += 1,
+            _ => {}
         }
     }
+    // Each job's `queued` comes before its `sent`: all are in.
+    assert_eq!(queued, JOBS, "one queued message per job");
     sent.sort();
     let span = (sent[JOBS - 1] - sent[0]).to_std().unwrap().as_secs_f64();
     let measured = (JOBS - 1) as f64 / span;
