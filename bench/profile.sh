@@ -48,7 +48,7 @@ if [ "$mode" = callgrind ]; then
   size=(--quick)
 elif [ "$mode" = heaptrack ]; then
   rm -f "$out"/heaptrack.worker.*
-  wrapper=(--worker-wrapper "heaptrack -q -o $out/heaptrack.worker")
+  wrapper=(--worker-wrapper "heaptrack -o $out/heaptrack.worker")
 fi
 timeout 300 "$target/release/mensajero-bench" --only "$scenario" "${size[@]}" "${wrapper[@]}" \
   --amqp-url "amqp://guest:guest@127.0.0.1:5672/$run_id" --redis-prefix "$run_id" \
