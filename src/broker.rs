@@ -653,7 +653,8 @@ fn amqp_number(value: &AMQPValue) -> Option<u64> {
     }
 }
 
-fn amqp_text(value: &AMQPValue) -> Option<String> {
+/// A header value as text, when it is a string.
+pub(crate) fn amqp_text(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),

@@ -329,10 +329,5 @@ async fn dead_letter(
 }
 
 fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
-    use lapin::types::AMQPValue;
-    match delivery.properties.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        _ => None,
-    }
+    crate::broker::amqp_text(delivery.properties.headers().as_ref()?.inner().get(name)?)
 }
