@@ -91,6 +91,13 @@ case "$mode" in
   heaptrack)
     wait "$bench_pid"
     bench_pid=""
+    # The bench stopped the heaptrack wrapper, not the worker under it: stop the worker, and
+    # let heaptrack finish writing its data before reading it.
+    pkill -TERM -f -- "--config $out/$scenario-" 2>/dev/null || true
+    for _ in $(seq 300); do
+      pgrep -f heaptrack_interpret >/dev/null || break
+      sleep 0.1
+    done
     heaptrack_print -f "$out"/heaptrack.worker.* --print-peaks 1 --print-allocators 1 \
       --print-temporary 0 --print-leaks 0 --peak-limit 25 2>/dev/null \
       | cut -c1-220 > "$out/heaptrack-report.txt" || true
