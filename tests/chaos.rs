@@ -508,12 +508,12 @@ retry_schedule = ["300ms", "1s", "2s"]
                     _ => unreceipted.push(id.clone()),
                 }
             }
-            let ranks: Vec<u8> = events
+            let statuses: Vec<Status> = events
                 .iter()
                 .filter(|o| o.event == EventKind::Status)
-                .map(|o| rank(o.status))
+                .map(|o| o.status)
                 .collect();
-            if ranks.windows(2).any(|w| w[0] >= w[1]) {
+            if statuses.windows(2).any(|w| !w[0].can_advance_to(w[1])) {
                 disordered.push(id);
             }
         }
@@ -606,16 +606,6 @@ fn distinct_free_ports(n: usize) -> Vec<u16> {
 
 fn is_terminal(o: &Outcome) -> bool {
     o.event == EventKind::Status && matches!(o.status, Status::Sent | Status::Failed)
-}
-
-fn rank(status: Status) -> u8 {
-    match status {
-        Status::Queued => 0,
-        Status::Sent => 1,
-        Status::Delivered => 2,
-        Status::Read => 3,
-        Status::Failed => 4,
-    }
 }
 
 /// How long a campaign may take before it counts its losses.
