@@ -376,20 +376,25 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties.with_delivery_mode(PERSISTENT),
-            )
-            .await?
-            .await?;
+        // Boxed: lapin's publish-and-confirm future is ~1.4 KiB, and without the box every
+        // job task would be that much larger for its whole life, including the long wait on
+        // the gateway (bench/RESULTS.md, "Where the memory of an in-flight job goes").
+        let confirm = Box::pin(async {
+            self.channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    body,
+                    properties.with_delivery_mode(PERSISTENT),
+                )
+                .await?
+                .await
+        })
+        .await?;
         let unroutable = || PublishError::Unroutable {
             exchange: exchange.to_string(),
             routing_key: routing_key.to_string(),

@@ -7,7 +7,9 @@
 //! dedupe state makes the repeat safe.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -389,10 +391,10 @@ async fn run_lane(
                 let stop = stop.clone();
                 tasks.spawn(async move {
                     if lane.key == broker::RECEIPT_KEY {
-                        receipts::process(&shared, &publisher, delivery).await;
+                        receipts::process(&shared, &publisher, &delivery).await;
                     } else {
                         shared.metrics.job_consumed(lane.key);
-                        process(&shared, &publisher, delivery, lane.key).await;
+                        process(&shared, &publisher, &delivery, lane.key).await;
                     }
                     if !publisher.is_open() {
                         // Nothing can be confirmed on this session any more: start a new one
@@ -474,13 +476,19 @@ enum TaskError {
     Shutdown,
 }
 
-async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery, lane: &'static str) {
-    let result = handle(shared, publisher, &delivery, lane).await;
+// The delivery is borrowed, not moved, down the job's calls: each async fn that takes it by
+// value keeps its own copy (432 bytes) in the task for the task's whole life.
+async fn process(shared: &Shared, publisher: &Publisher, delivery: &Delivery, lane: &'static str) {
+    let result = handle(shared, publisher, delivery, lane).await;
     settle(publisher, delivery, result).await;
 }
 
 /// Ack a delivery whose effects are confirmed, or hand it back.
-async fn settle(publisher: &Publisher, delivery: Delivery, result: Result<Disposition, TaskError>) {
+async fn settle(
+    publisher: &Publisher,
+    delivery: &Delivery,
+    result: Result<Disposition, TaskError>,
+) {
     let settled = match result {
         Ok(Disposition::Ack) => delivery.acker.ack(BasicAckOptions::default()).await,
         Ok(Disposition::Requeue) | Err(TaskError::Shutdown) => {
@@ -576,6 +584,13 @@ async fn handle(
     .instrument(span)
     .await
 }
+
+/// A step that ends a job (or publishes for it), boxed. Inline, the futures of these paths
+/// (publishing with confirms, recording in Redis) would make every job task that much larger
+/// for its whole life, including the long wait on the gateway when thousands are in flight;
+/// boxed, each costs one allocation when it runs (bench/RESULTS.md, "Where the memory of an
+/// in-flight job goes").
+type Step<'s, T = Disposition> = Pin<Box<dyn Future<Output = Result<T, TaskError>> + Send + 's>>;
 
 /// What could be read of a job that is refused.
 struct Known<'a> {
@@ -1067,22 +1082,19 @@ impl<'a> JobTask<'a> {
     }
 
     /// Stop retrying: `retries_exhausted` (or the `auth` / `channel` class it kept failing with).
-    async fn give_up(
-        &self,
-        attempt: u32,
-        failure: Failure,
-        limit: &str,
-    ) -> Result<Disposition, TaskError> {
-        let failure = Failure {
-            class: failure.class.terminal(),
-            message: format!(
-                "gave up after {attempt} attempts ({limit}): {}",
-                failure.message
-            ),
-            ..failure
-        };
-        warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
-        self.finish_failed(attempt, &failure).await
+    fn give_up<'s>(&'s self, attempt: u32, failure: Failure, limit: &'s str) -> Step<'s> {
+        Box::pin(async move {
+            let failure = Failure {
+                class: failure.class.terminal(),
+                message: format!(
+                    "gave up after {attempt} attempts ({limit}): {}",
+                    failure.message
+                ),
+                ..failure
+            };
+            warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+            self.finish_failed(attempt, &failure).await
+        })
     }
 
     /// The next failover channel that can express this message, if any.
@@ -1100,20 +1112,22 @@ impl<'a> JobTask<'a> {
 
     /// Park the job in a delay queue with its progress in the headers; ack the original once
     /// the broker has the copy.
-    async fn park(&self, wait: Duration) -> Result<Disposition, TaskError> {
-        let tier = self
-            .publisher
-            .park(
-                &self.shared.topology,
-                self.lane,
-                &self.delivery.data,
-                &self.delivery.properties,
-                &self.carried,
-                wait,
-            )
-            .await?;
-        debug!(?wait, ?tier, "parked");
-        Ok(Disposition::Ack)
+    fn park(&self, wait: Duration) -> Step<'_> {
+        Box::pin(async move {
+            let tier = self
+                .publisher
+                .park(
+                    &self.shared.topology,
+                    self.lane,
+                    &self.delivery.data,
+                    &self.delivery.properties,
+                    &self.carried,
+                    wait,
+                )
+                .await?;
+            debug!(?wait, ?tier, "parked");
+            Ok(Disposition::Ack)
+        })
     }
 
     /// Sleep unless shutdown starts first; false when shutdown cut it short.
@@ -1124,122 +1138,124 @@ impl<'a> JobTask<'a> {
         }
     }
 
-    async fn finish_failed(
-        &self,
-        attempt: u32,
-        failure: &Failure,
-    ) -> Result<Disposition, TaskError> {
-        let record = Record {
-            status: Status::Failed,
-            job_id: self.job.id.clone(),
-            provider_message_id: None,
-            error: Some(OutcomeError::from_failure(failure, attempt)),
-            attempt,
-        };
-        self.complete(record).await
+    fn finish_failed<'s>(&'s self, attempt: u32, failure: &'s Failure) -> Step<'s> {
+        Box::pin(async move {
+            let record = Record {
+                status: Status::Failed,
+                job_id: self.job.id.clone(),
+                provider_message_id: None,
+                error: Some(OutcomeError::from_failure(failure, attempt)),
+                attempt,
+            };
+            self.complete(record).await
+        })
     }
 
     /// Record the terminal state, then publish it (or, if another worker recorded one first,
     /// publish that instead).
-    async fn complete(&self, record: Record) -> Result<Disposition, TaskError> {
-        let key = self.job.idempotency_key();
-        let window = self.channel.config.dedupe_window;
-        let existing = self
-            .redis(|| {
-                self.shared
-                    .dedupe
-                    .complete(&self.channel.name, key, &record, window)
-            })
-            .await?;
-        self.publish_terminal(existing.as_ref().unwrap_or(&record))
-            .await
+    fn complete(&self, record: Record) -> Step<'_> {
+        Box::pin(async move {
+            let key = self.job.idempotency_key();
+            let window = self.channel.config.dedupe_window;
+            let existing = self
+                .redis(|| {
+                    self.shared
+                        .dedupe
+                        .complete(&self.channel.name, key, &record, window)
+                })
+                .await?;
+            self.publish_terminal(existing.as_ref().unwrap_or(&record))
+                .await
+        })
     }
 
     /// Publish a terminal record's outcome (and, for failures, the dead letter).
-    async fn publish_terminal(&self, record: &Record) -> Result<Disposition, TaskError> {
-        let event = self.event(
-            record.status,
-            Some(Status::Queued),
-            record.attempt,
-            record.provider_message_id.clone(),
-            record.error.clone(),
-        );
-        self.publish(event).await?;
-        if let Some(error) = &record.error {
-            self.dead_letter(error.class, &error.code, &error.message, error.attempts)
-                .await?;
-        }
-        if let (Status::Sent, Some(id)) = (record.status, &record.provider_message_id) {
-            // Only after `sent` is confirmed: a receipt must never be published before it.
-            // Until this is written, a receipt for `id` waits as unknown and is retried.
-            let tracked = Tracked {
-                job_id: self.job.id.clone(),
-                idempotency_key: self.job.idempotency_key().to_string(),
-                provider: self.channel.gateway.provider().as_str().to_string(),
-                to: self.job.to.clone(),
-                status: Status::Sent,
-                attempt: record.attempt,
-                metadata: self.job.metadata.clone(),
-                channels_tried: self.carried.tried.clone(),
-            };
-            let tracker = &self.shared.tracker;
-            self.redis(|| tracker.record_sent(&self.channel.name, id, &tracked))
-                .await?;
-            if let Some(after) = self.channel.config.poll_after {
-                self.redis(|| tracker.schedule_poll(&self.channel.name, id, after))
+    fn publish_terminal<'s>(&'s self, record: &'s Record) -> Step<'s> {
+        Box::pin(async move {
+            let event = self.event(
+                record.status,
+                Some(Status::Queued),
+                record.attempt,
+                record.provider_message_id.clone(),
+                record.error.clone(),
+            );
+            self.publish(event).await?;
+            if let Some(error) = &record.error {
+                self.dead_letter(error.class, &error.code, &error.message, error.attempts)
                     .await?;
             }
-        }
-        Ok(Disposition::Ack)
+            if let (Status::Sent, Some(id)) = (record.status, &record.provider_message_id) {
+                // Only after `sent` is confirmed: a receipt must never be published before it.
+                // Until this is written, a receipt for `id` waits as unknown and is retried.
+                let tracked = Tracked {
+                    job_id: self.job.id.clone(),
+                    idempotency_key: self.job.idempotency_key().to_string(),
+                    provider: self.channel.gateway.provider().as_str().to_string(),
+                    to: self.job.to.clone(),
+                    status: Status::Sent,
+                    attempt: record.attempt,
+                    metadata: self.job.metadata.clone(),
+                    channels_tried: self.carried.tried.clone(),
+                };
+                let tracker = &self.shared.tracker;
+                self.redis(|| tracker.record_sent(&self.channel.name, id, &tracked))
+                    .await?;
+                if let Some(after) = self.channel.config.poll_after {
+                    self.redis(|| tracker.schedule_poll(&self.channel.name, id, after))
+                        .await?;
+                }
+            }
+            Ok(Disposition::Ack)
+        })
     }
 
     /// Publish `failed` and the dead letter without touching the dedupe record: before any
     /// claim (expired, `previous` None), or after a failover whose bookkeeping already wrote
     /// the record (`previous` queued).
-    async fn fail_unrecorded(
-        &self,
-        failure: &Failure,
-        previous: Option<Status>,
-    ) -> Result<Disposition, TaskError> {
-        warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
-        let attempts = self.carried.attempts;
-        let error = OutcomeError::from_failure(failure, attempts);
-        self.publish(self.event(Status::Failed, previous, attempts, None, Some(error)))
-            .await?;
-        self.dead_letter(failure.class, &failure.code, &failure.message, attempts)
-            .await?;
-        Ok(Disposition::Ack)
+    fn fail_unrecorded<'s>(&'s self, failure: &'s Failure, previous: Option<Status>) -> Step<'s> {
+        Box::pin(async move {
+            warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+            let attempts = self.carried.attempts;
+            let error = OutcomeError::from_failure(failure, attempts);
+            self.publish(self.event(Status::Failed, previous, attempts, None, Some(error)))
+                .await?;
+            self.dead_letter(failure.class, &failure.code, &failure.message, attempts)
+                .await?;
+            Ok(Disposition::Ack)
+        })
     }
 
-    async fn duplicate(
-        &self,
-        original: &str,
+    fn duplicate<'s>(
+        &'s self,
+        original: &'s str,
         status: Status,
-        provider_message_id: Option<&str>,
-    ) -> Result<Disposition, TaskError> {
-        info!(
-            original_job_id = original,
-            status = status.as_str(),
-            "duplicate; not sent"
-        );
-        let mut event = self.event(
-            status,
-            None,
-            0,
-            provider_message_id.map(str::to_owned),
-            None,
-        );
-        event.event = EventKind::Duplicate;
-        event.event_id = outcome::event_id(
-            &self.channel.name,
-            self.job.idempotency_key(),
-            &self.job.id,
-            EventKind::Duplicate,
-            status,
-        );
-        event.original_job_id = Some(original.to_string());
-        self.publish(event).await?;
-        Ok(Disposition::Ack)
+        provider_message_id: Option<&'s str>,
+    ) -> Step<'s> {
+        Box::pin(async move {
+            info!(
+                original_job_id = original,
+                status = status.as_str(),
+                "duplicate; not sent"
+            );
+            let mut event = self.event(
+                status,
+                None,
+                0,
+                provider_message_id.map(str::to_owned),
+                None,
+            );
+            event.event = EventKind::Duplicate;
+            event.event_id = outcome::event_id(
+                &self.channel.name,
+                self.job.idempotency_key(),
+                &self.job.id,
+                EventKind::Duplicate,
+                status,
+            );
+            event.original_job_id = Some(original.to_string());
+            self.publish(event).await?;
+            Ok(Disposition::Ack)
+        })
     }
 
     async fn dead_letter(
@@ -1260,8 +1276,8 @@ impl<'a> JobTask<'a> {
         publish_dead_letter(self.shared, self.publisher, self.delivery, &letter).await
     }
 
-    async fn publish(&self, event: Outcome) -> Result<(), TaskError> {
-        publish_outcome(self.shared, self.publisher, &event).await
+    fn publish(&self, event: Outcome) -> Step<'_, ()> {
+        Box::pin(async move { publish_outcome(self.shared, self.publisher, &event).await })
     }
 
     fn event(
@@ -1333,7 +1349,10 @@ where
 {
     let mut backoff = reconnect_backoff();
     loop {
-        match op().await {
+        // Boxed for the same reason as the publisher's future: a Redis call's future is
+        // ~0.8 KiB and short-lived; inline, every job task would carry it while it waits on
+        // the gateway.
+        match Box::pin(op()).await {
             Ok(value) => return Ok(value),
             Err(e) => {
                 shared.metrics.redis_error();

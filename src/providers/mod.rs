@@ -157,13 +157,22 @@ impl HttpGateway {
     /// Run a call: transport errors are classified like every send's; a call that got an
     /// answer whose body could not be read may have been acted on (`maybe_sent`).
     async fn execute(&self, call: HttpCall) -> Result<HttpReply, Failure> {
-        let url = format!("{}{}", self.base_url, call.path);
-        let mut request = self.client.request(call.method.clone(), &url);
+        let HttpCall {
+            method,
+            path,
+            headers,
+            body,
+        } = call;
+        let url = format!("{}{}", self.base_url, path);
         // Status lookups are GETs without a body; every send carries its JSON.
-        if call.method != reqwest::Method::GET {
-            request = request.json(&call.body);
+        let has_body = method != reqwest::Method::GET;
+        let mut request = self.client.request(method, &url);
+        if has_body {
+            request = request.json(&body);
         }
-        for (name, value) in call.headers {
+        // Serialized: the JSON tree is not kept for the whole wait on the gateway.
+        drop(body);
+        for (name, value) in headers {
             request = request.header(name, value);
         }
         let response = request.send().await.map_err(transport_failure)?;

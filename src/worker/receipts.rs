@@ -37,10 +37,10 @@ const UNKNOWN_WAITS: [Duration; 5] = [
 ];
 
 /// Handle one delivery from the webhooks queue and settle it.
-pub(super) async fn process(shared: &Shared, publisher: &Publisher, delivery: Delivery) {
-    let channel = header_text(&delivery, CHANNEL_HEADER).unwrap_or_default();
+pub(super) async fn process(shared: &Shared, publisher: &Publisher, delivery: &Delivery) {
+    let channel = header_text(delivery, CHANNEL_HEADER).unwrap_or_default();
     let span = info_span!("receipt", channel = %channel);
-    let result = handle(shared, publisher, &delivery, &channel)
+    let result = handle(shared, publisher, delivery, &channel)
         .instrument(span)
         .await;
     settle(publisher, delivery, result).await;
