@@ -169,15 +169,22 @@ return 1
 "#;
 
 // `claim` and the rate limiter's GCRA in one script, so a job's admission is one round trip:
-// KEYS[1] entry, KEYS[2..3] the GCRA's; ARGV[1..6] CLAIM's, ARGV[7..10] the GCRA's. A slot is
-// booked only for a job that may go ahead (acquired or resumed): duplicates book nothing.
+// KEYS[1] entry, KEYS[2..3] the GCRA's; ARGV[1..6] CLAIM's, ARGV[7..10] the GCRA's, ARGV[11]
+// begin ('1'/'0'). A slot is booked only for a job that may go ahead (acquired or resumed):
+// duplicates book nothing. With begin, a job whose slot is free now also has its first
+// attempt marked begun — RENEW's bookkeeping; the claim has just set the lease.
 fn claim_and_book_script() -> String {
     format!(
         "{NOW}local function claim(KEYS, ARGV)\n{CLAIM}\nend\n\
          local function book(KEYS, ARGV)\n{gcra}\nend\n\
          local c = claim({{KEYS[1]}}, {{ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}})\n\
          if c[1] ~= 'acquired' and c[1] ~= 'resumed' then return {{c}} end\n\
-         return {{c, book({{KEYS[2], KEYS[3]}}, {{ARGV[7], ARGV[8], ARGV[9], ARGV[10]}})}}\n",
+         local wait = book({{KEYS[2], KEYS[3]}}, {{ARGV[7], ARGV[8], ARGV[9], ARGV[10]}})\n\
+         if wait == 0 and ARGV[11] == '1' then\n\
+           redis.call('HSET', KEYS[1], 'ambiguous', 1)\n\
+           redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n\
+         end\n\
+         return {{c, wait}}\n",
         gcra = crate::ratelimit::GCRA,
     )
 }
@@ -222,11 +229,14 @@ impl Dedupe {
     }
 
     /// [`Dedupe::claim`] and, when the job may go ahead, book its rate-limit slot in the same
-    /// round trip (`Some(permit)`; `None` for `Busy` and `Done`).
+    /// round trip (`Some(permit)`; `None` for `Busy` and `Done`). With `begin`, a permit of
+    /// [`Permit::Now`] also means the first attempt is marked begun, as
+    /// [`Dedupe::begin_attempt`] would: the caller goes straight to the gateway.
     pub async fn claim_and_book(
         &self,
         request: &ClaimRequest<'_>,
         booking: &Booking,
+        begin: bool,
     ) -> Result<(Claim, Option<Permit>), DedupeError> {
         let ttl = request.window.max(request.lease * 2);
         let flag = |b: bool| if b { "1" } else { "0" };
@@ -245,6 +255,7 @@ impl Dedupe {
         for arg in booking.args {
             invocation.arg(arg);
         }
+        invocation.arg(flag(begin));
         let reply: Vec<Value> = invocation.invoke_async(&mut self.redis.clone()).await?;
         let claim: Vec<String> = match reply.first() {
             Some(first) => redis::FromRedisValue::from_redis_value(first.clone())

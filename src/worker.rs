@@ -805,13 +805,26 @@ impl<'a> JobTask<'a> {
             config.worker.inline_wait,
         );
         let mut booked: Option<Permit>;
+        // The claim can also mark the first attempt begun when the job's slot is free now,
+        // saving `begin_attempt`'s round trip (one of four per job). That marks the job
+        // ambiguous a moment early — before `queued` is published — so a crash in between
+        // resumes it as possibly sent. Only a gateway without idempotency under
+        // `on_ambiguous = "fail"` would fail such a job, so that case keeps the separate call.
+        let begin_with_claim =
+            provider.has_idempotency() || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
+        let mut begun: bool;
 
         // Whether the last attempt may have reached the gateway, for whoever resumes the job.
         let mut ambiguous = false;
         let mut attempt = loop {
             let (claim, permit) = self
-                .redis(|| self.shared.dedupe.claim_and_book(&request, &booking))
+                .redis(|| {
+                    self.shared
+                        .dedupe
+                        .claim_and_book(&request, &booking, begin_with_claim)
+                })
                 .await?;
+            begun = begin_with_claim && matches!(permit, Some(Permit::Now));
             booked = permit;
             match claim {
                 Claim::Acquired => break self.carried.attempts + 1,
@@ -946,15 +959,17 @@ impl<'a> JobTask<'a> {
                     return self.park(wait).await.map(Turn::Settled);
                 }
             }
-            self.redis(|| {
-                self.shared.dedupe.begin_attempt(
-                    &self.channel.name,
-                    key,
-                    &owner,
-                    config.worker.lease,
-                )
-            })
-            .await?;
+            if !std::mem::take(&mut begun) {
+                self.redis(|| {
+                    self.shared.dedupe.begin_attempt(
+                        &self.channel.name,
+                        key,
+                        &owner,
+                        config.worker.lease,
+                    )
+                })
+                .await?;
+            }
             let in_flight = self.shared.metrics.in_flight(self.lane);
             in_flight.inc();
             let started = std::time::Instant::now();

@@ -11,6 +11,8 @@
 //! - a key with a terminal record is never claimed again (every claim answers `Done` with that
 //!   record), except by `restart_failed` of the job's own `failed` record;
 //! - `complete` never overwrites a terminal record: a late one gets the existing record back.
+//!
+//! Plus the admission that also begins the first attempt (`claim_and_book` with `begin`).
 
 mod common;
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use mensajero::dedupe::{Claim, ClaimRequest, Dedupe, Record};
 use mensajero::outcome::Status;
+use mensajero::ratelimit::{Limits, Permit, RateLimiter};
 use proptest::prelude::*;
 
 const CHANNEL: &str = "props";
@@ -311,5 +314,103 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+}
+
+/// `claim_and_book` with `begin` marks the first attempt begun (ambiguous, one attempt: what
+/// `begin_attempt` records) only when the job may go ahead *now*; a copy that takes the claim
+/// over sees exactly that. Without `begin`, or when the slot is later, nothing is marked.
+#[tokio::test]
+async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
+    let services = common::services();
+    let prefix = common::unique_prefix("dedupe-begin");
+    let client = redis::Client::open(services.redis_url.as_str()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis");
+    let dedupe = Dedupe::new(manager.clone(), &prefix);
+    let limiter = RateLimiter::new(manager.clone(), &prefix);
+    // One per second, no burst: a channel's first booking is free now, its second waits.
+    let limits = Limits {
+        per_second: 1,
+        burst: 1,
+        recipient_interval: None,
+    };
+    let request = |key, owner, take_over_live| ClaimRequest {
+        channel: CHANNEL,
+        idempotency_key: key,
+        job_id: "job-a",
+        owner,
+        lease: LONG_LEASE,
+        window: WINDOW,
+        take_over_live,
+        restart_failed: false,
+    };
+    let admit = |key, channel, begin| {
+        let booking = limiter.booking(channel, "+15550001", &limits, Duration::from_secs(5));
+        let dedupe = &dedupe;
+        async move {
+            dedupe
+                .claim_and_book(&request(key, "first", false), &booking, begin)
+                .await
+                .expect("redis")
+        }
+    };
+    // A redelivered copy taking the claim over reports what the first copy recorded.
+    let taken_over = |key| {
+        let dedupe = &dedupe;
+        async move {
+            dedupe
+                .claim(&request(key, "second", true))
+                .await
+                .expect("redis")
+        }
+    };
+
+    let (claim, permit) = admit("free-begin", "ch-a", true).await;
+    assert_eq!((claim, permit), (Claim::Acquired, Some(Permit::Now)));
+    assert_eq!(
+        taken_over("free-begin").await,
+        Claim::Resumed {
+            ambiguous: true,
+            previous_attempts: 1
+        },
+        "a free slot with begin: the first attempt is recorded as begun"
+    );
+
+    let (claim, permit) = admit("later-begin", "ch-a", true).await;
+    assert_eq!(claim, Claim::Acquired);
+    assert!(
+        matches!(permit, Some(Permit::After(_))),
+        "the channel's second booking within a second waits: {permit:?}"
+    );
+    assert_eq!(
+        taken_over("later-begin").await,
+        Claim::Resumed {
+            ambiguous: false,
+            previous_attempts: 0
+        },
+        "a slot that is not free now: nothing begun (the caller calls begin_attempt later)"
+    );
+
+    let (claim, permit) = admit("free-no-begin", "ch-b", false).await;
+    assert_eq!((claim, permit), (Claim::Acquired, Some(Permit::Now)));
+    assert_eq!(
+        taken_over("free-no-begin").await,
+        Claim::Resumed {
+            ambiguous: false,
+            previous_attempts: 0
+        },
+        "without begin nothing is marked"
+    );
+
+    let mut conn = manager;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
 }
