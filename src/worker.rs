@@ -808,8 +808,9 @@ impl<'a> JobTask<'a> {
         // The claim can also mark the first attempt begun when the job's slot is free now,
         // saving `begin_attempt`'s round trip (one of four per job). That marks the job
         // ambiguous a moment early — before `queued` is published — so a crash in between
-        // resumes it as possibly sent. Only a gateway without idempotency under
-        // `on_ambiguous = "fail"` would fail such a job, so that case keeps the separate call.
+        // resumes it as possibly sent: retried on its own channel, never failed over. Only a
+        // gateway without idempotency under `on_ambiguous = "fail"` would fail such a job, so
+        // that case keeps the separate call.
         let begin_with_claim =
             provider.has_idempotency() || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
         let mut begun: bool;
@@ -833,6 +834,9 @@ impl<'a> JobTask<'a> {
                     previous_attempts,
                 } => {
                     ambiguous = was_ambiguous;
+                    // The earlier attempt's fate is unknown: it may have sent, so this job
+                    // must never be failed over to another gateway (SPEC §4).
+                    self.carried.maybe_sent |= was_ambiguous;
                     if was_ambiguous
                         && !provider.has_idempotency()
                         && self.channel.config.on_ambiguous == OnAmbiguous::Fail

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::{TempConfig, TestApp, WorkerProcess, unique_prefix};
 use mensajero::config::MockOptions;
+use mensajero::dedupe::{Claim, ClaimRequest, Dedupe};
 use mensajero::outcome::{Outcome, Status};
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
@@ -362,6 +363,84 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
     );
     assert_eq!(failed.channel, "primary");
     assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
+}
+
+/// A job whose earlier attempt may have reached the gateway (its worker died mid-call: the
+/// dedupe entry says ambiguous and the lease has run out) is never failed over, even when the
+/// gateway now refuses it in a way that proves this attempt did not send.
+#[tokio::test]
+async fn a_job_resumed_after_a_crash_mid_call_is_not_failed_over() {
+    const ID: &str = "fo-crashed";
+    let refused = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": {"code": "UNAUTHORIZED"}})),
+        )
+        .expect(1)
+        .mount(&refused)
+        .await;
+    let backup = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("msg-backup"))
+        .expect(0)
+        .mount(&backup)
+        .await;
+    // max_age 1 s: the refused credentials give up at once instead of waiting for an operator.
+    let channels = format!(
+        "{}{}",
+        channel(
+            "primary",
+            &refused.uri(),
+            "failover = [\"backup\"]\nmax_age = \"1s\""
+        ),
+        channel("backup", &backup.uri(), "")
+    );
+    let config = common::config(
+        &unique_prefix("fo-crashed"),
+        &channels,
+        &[("WASPY_TEST_KEY", KEY)],
+    );
+    let mut app = TestApp::new(config).await;
+    // The crashed worker's claim: an attempt begun, then its lease ran out.
+    let client = redis::Client::open(app.config.redis.url.as_str()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis");
+    let dedupe = Dedupe::new(manager, &app.config.redis.prefix);
+    let lease = Duration::from_millis(50);
+    let claim = dedupe
+        .claim(&ClaimRequest {
+            channel: "primary",
+            idempotency_key: ID,
+            job_id: ID,
+            owner: "crashed-worker",
+            lease,
+            window: Duration::from_secs(60),
+            take_over_live: false,
+            restart_failed: false,
+        })
+        .await
+        .expect("redis");
+    assert_eq!(claim, Claim::Acquired);
+    assert!(
+        dedupe
+            .begin_attempt("primary", ID, "crashed-worker", lease)
+            .await
+            .expect("redis")
+    );
+    tokio::time::sleep(lease * 3).await;
+
+    app.start_worker().await;
+    app.enqueue(&job(ID, "primary")).await;
+    let outcomes = app.outcomes(2).await;
+    let failed = terminal(&outcomes, ID);
+    assert_eq!(
+        (failed.status, failed.channel.as_str()),
+        (Status::Failed, "primary"),
+        "a maybe-sent job must not fail over: {failed:#?}"
+    );
+    assert_eq!(failed.error.unwrap().class, ErrorClass::Auth);
+    app.assert_quiet(Duration::from_millis(500)).await;
 }
 
 /// Two worker processes on one channel limited to 20/s send at 20/s together (±10 %); jobs
