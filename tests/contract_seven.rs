@@ -496,6 +496,46 @@ async fn timeout_is_transient_and_maybe_sent() {
     assert_eq!(failure.sent, Sent::Maybe);
 }
 
+/// A redirect (here `http://` → `https://`, the usual wrong `base_url`) is not followed — a
+/// followed 301 would re-send the POST as a GET — and fails as channel trouble that provably
+/// did not send, naming the target without its query. The check sits in `HttpGateway`, so it
+/// holds for every gateway.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_is_channel_trouble() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(301).insert_header(
+            "location",
+            "https://gateway.example/api/sms?p=SECRET_IN_QUERY",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(success())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(2))
+        .send(
+            &job(json!({"type": "text", "text": {"body": "Hola"}})),
+            ctx("k"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Channel);
+    assert_eq!(failure.code, "redirect");
+    assert_eq!(failure.sent, Sent::No);
+    assert!(
+        failure
+            .message
+            .contains("HTTP 301 redirecting to https://gateway.example/api/sms:"),
+        "{}",
+        failure.message
+    );
+    assert!(!failure.message.contains("SECRET"), "{}", failure.message);
+}
+
 async fn start_mock(options: MockOptions) -> (String, MockCore, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

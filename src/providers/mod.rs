@@ -131,6 +131,9 @@ impl HttpGateway {
             // the excess each time calls come in waves, and each new one costs a TCP (and TLS)
             // handshake. Idle ones still close after hyper's idle timeout.
             .pool_max_idle_per_host(usize::MAX)
+            // Gateways do not redirect API calls: a redirect means `base_url` is wrong, and
+            // following it would turn a 301/302'd POST into a GET (see `redirect_failure`).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mensajero/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
@@ -144,6 +147,9 @@ impl HttpGateway {
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
         let call = self.adapter.request(job, ctx)?;
         let reply = self.execute(call).await?;
+        if let Some(failure) = redirect_failure(&reply) {
+            return Err(failure);
+        }
         self.adapter.response(&reply)
     }
 
@@ -193,6 +199,31 @@ impl HttpGateway {
             body,
         })
     }
+}
+
+/// A redirect instead of an answer: the gateway did not take the message, and the channel's
+/// `base_url` points at the wrong place (`http://` for `https://`, a moved host). Channel
+/// trouble, so it shows on `mensajero_channel_healthy` and may fail over; the target is named
+/// without its query string, which could carry a credential.
+fn redirect_failure(reply: &HttpReply) -> Option<Failure> {
+    if !(300..400).contains(&reply.status) {
+        return None;
+    }
+    let location = reply
+        .headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map_or("nowhere (no Location)", |l| {
+            l.split('?').next().unwrap_or(l)
+        });
+    Some(Failure::new(
+        ErrorClass::Channel,
+        "redirect",
+        format!(
+            "the gateway answered HTTP {} redirecting to {location}: check the channel's base_url",
+            reply.status
+        ),
+    ))
 }
 
 /// Classify a reqwest error. Connect failures provably did not send; anything later may have.
