@@ -134,6 +134,11 @@ impl HttpGateway {
             // Gateways do not redirect API calls: a redirect means `base_url` is wrong, and
             // following it would turn a 301/302'd POST into a GET (see `redirect_failure`).
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP/1.1 only, also over TLS where ALPN would pick HTTP/2: hyper puts every call
+            // to a host on one HTTP/2 connection and never opens a second when the gateway's
+            // stream limit is reached (hyperium/hyper#2197), so calls in flight would be
+            // capped at that limit (often 100-250) whatever `max_in_flight` says.
+            .http1_only()
             .user_agent(concat!("mensajero/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
