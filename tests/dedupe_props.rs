@@ -303,14 +303,7 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
             .get_multiplexed_async_connection()
             .await
             .expect("redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-        }
+        delete_keys(&mut conn, &prefix).await;
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -404,13 +397,17 @@ async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
         "without begin nothing is marked"
     );
 
-    let mut conn = manager;
+    delete_keys(&mut manager.clone(), &prefix).await;
+}
+
+/// Delete a test's keys under `prefix` (test prefixes are unique, so `KEYS` stays small).
+async fn delete_keys(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .unwrap_or_default();
     if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(conn).await;
     }
 }
