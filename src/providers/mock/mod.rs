@@ -251,8 +251,7 @@ impl MockCore {
         if let Some(receipts) = call.receipts {
             self.send_receipts(SentMessage {
                 provider_message_id: wire_id(receipts.provider, &id),
-                provider: receipts.provider,
-                job_id: receipts.job_id,
+                receipts,
             });
         }
         Decision::Sent(id)

@@ -15,7 +15,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Semaphore;
 
-use crate::config::{MockOptions, ProviderKind, Secret};
+use super::ReceiptsFor;
+use crate::config::{MockOptions, Secret};
 use crate::outcome::Status;
 use crate::receipts::{self, Receipt};
 
@@ -43,13 +44,10 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// One accepted send, as its receipts must name it.
 #[derive(Debug, Clone)]
 pub struct SentMessage {
-    /// Whose webhook format to use: the API that was called.
-    pub provider: ProviderKind,
     /// The id the send answered with, by which the receiver correlates.
     pub provider_message_id: String,
-    /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
-    /// `foreign_id`), if anything.
-    pub job_id: Option<String>,
+    /// The webhook format and what the gateway echoes of the request.
+    pub receipts: ReceiptsFor,
 }
 
 /// Receipt counters, read into [`super::Stats`].
@@ -144,11 +142,11 @@ impl ReceiptSender {
         let receipt = Receipt {
             provider_message_id: message.provider_message_id.clone(),
             status,
-            job_id: message.job_id.clone(),
+            job_id: message.receipts.job_id.clone(),
             error: None,
             occurred_at: Some(Utc::now()),
         };
-        let body = receipts::render(message.provider, &receipt);
+        let body = receipts::render(message.receipts.provider, &receipt);
         let mut last_error = String::new();
         for attempt in 0..=RETRY_DELAYS.len() {
             if attempt > 0 {
@@ -162,7 +160,7 @@ impl ReceiptSender {
                 .body(body.clone());
             if let Some(secret) = &self.secret {
                 let headers = receipts::sign(
-                    message.provider,
+                    message.receipts.provider,
                     secret,
                     "POST",
                     &self.url,
