@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use common::{Proxy, TestApp, WorkerProcess, host_port, unique_prefix};
+use common::{Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
 use mensajero::config::{MockOptions, Secret};
 use mensajero::outcome::{EventKind, Outcome, Status};
 use mensajero::providers::mock::{self, MockCore};
@@ -303,7 +303,7 @@ struct Campaign {
     _front: Proxy,
     /// Replica `i` listens on `ports[i]`, restarted or not.
     ports: Vec<u16>,
-    config: std::path::PathBuf,
+    config: TempConfig,
     workers: Vec<Option<WorkerProcess>>,
     jobs: usize,
     faults: usize,
@@ -343,23 +343,13 @@ impl Campaign {
             Some(p) => url.replacen(&host_port(url), &p.addr.to_string(), 1),
             None => url.to_string(),
         };
-        let text = format!(
-            r#"
-[amqp]
-url = "{amqp}"
-prefix = "{prefix}"
-delay_tiers = ["1s", "5s"]
-[redis]
-url = "{redis}"
-prefix = "{prefix}"
-[http]
-listen = "127.0.0.1:0"
-[worker]
-max_in_flight = 128
+        let worker = r#"max_in_flight = 128
 prefetch = 128
 lease = "6s"
 shutdown_grace = "20s"
-inline_wait = "1s"
+inline_wait = "1s""#;
+        let rest = format!(
+            r#"
 [receipts]
 unknown_retry = "30m"
 [channels.{channel}]
@@ -377,15 +367,17 @@ max_attempts = 1000
 max_age = "30m"
 retry_schedule = ["300ms", "1s", "2s"]
 "#,
-            amqp = through(&services.amqp_url, &amqp),
-            redis = through(&services.redis_url, &redis),
-            prefix = app.prefix,
             gateway = gateway.url,
             channel = CHANNEL,
             rate = (jobs() / if long() { 60 } else { 8 }).max(10),
         );
-        let config = std::env::temp_dir().join(format!("{}.toml", app.prefix));
-        std::fs::write(&config, text).unwrap();
+        let config = TempConfig::write_via(
+            &app,
+            &through(&services.amqp_url, &amqp),
+            &through(&services.redis_url, &redis),
+            worker,
+            &rest,
+        );
         let jobs = jobs();
         for i in 0..jobs {
             app.enqueue(&json!({
@@ -557,7 +549,6 @@ retry_schedule = ["300ms", "1s", "2s"]
         for worker in self.workers.drain(..).flatten() {
             let _ = worker.wait(Duration::from_secs(30)).await;
         }
-        let _ = std::fs::remove_file(&self.config);
         // What each lost job did get, to tell a lost job from a lost event.
         let story = |ids: &[String]| -> Vec<String> {
             ids.iter()

@@ -555,6 +555,24 @@ impl TempConfig {
     /// Write a worker configuration for `app`'s prefix with these extra TOML sections.
     pub fn write(app: &TestApp, worker_toml: &str, channels_toml: &str) -> Self {
         let services = services();
+        Self::write_via(
+            app,
+            &services.amqp_url,
+            &services.redis_url,
+            worker_toml,
+            channels_toml,
+        )
+    }
+
+    /// [`TempConfig::write`] with the broker and Redis reached at these URLs (through a
+    /// fault-injecting proxy, say); `channels_toml` may hold any further sections.
+    pub fn write_via(
+        app: &TestApp,
+        amqp_url: &str,
+        redis_url: &str,
+        worker_toml: &str,
+        channels_toml: &str,
+    ) -> Self {
         let text = format!(
             r#"
 [amqp]
@@ -571,8 +589,8 @@ listen = "127.0.0.1:0"
 {worker_toml}
 {channels_toml}
 "#,
-            amqp = services.amqp_url,
-            redis = services.redis_url,
+            amqp = amqp_url,
+            redis = redis_url,
             prefix = app.prefix,
         );
         let path = std::env::temp_dir().join(format!("{}.toml", app.prefix));
