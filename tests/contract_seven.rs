@@ -10,7 +10,7 @@ use mensajero::job::{Job, parse};
 use mensajero::providers::mock::{self, MockCore};
 use mensajero::providers::seven::{self, ERROR_TABLE, Meaning, Seven};
 use mensajero::providers::{Accepted, HttpGateway, SendContext};
-use mensajero::retry::{ErrorClass, Sent};
+use mensajero::retry::{ErrorClass, Failure, Sent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{any, body_json, header, method, path};
@@ -43,6 +43,17 @@ fn ctx(key: &str) -> SendContext<'_> {
         idempotency_key: key,
         attempt: 1,
     }
+}
+
+/// Send a plain text through the gateway at `server` and return why it failed.
+async fn hola_failure(server: &MockServer, timeout: Duration) -> Failure {
+    gateway(&server.uri(), FROM, KEY, timeout)
+        .send(
+            &job(json!({"type": "text", "text": {"body": "Hola"}})),
+            ctx("k"),
+        )
+        .await
+        .unwrap_err()
 }
 
 /// The document's success answer for a send.
@@ -375,13 +386,7 @@ async fn every_documented_code_through_http() {
                 .expect(1)
                 .mount(&server)
                 .await;
-            let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(5))
-                .send(
-                    &job(json!({"type": "text", "text": {"body": "Hola"}})),
-                    ctx("k"),
-                )
-                .await
-                .unwrap_err();
+            let failure = hola_failure(&server, Duration::from_secs(5)).await;
             assert_eq!(failure.class, *class, "{code} under HTTP {status}");
             assert_eq!(failure.provider_code.as_deref(), Some(*code));
             assert_eq!(failure.message, "mensaje");
@@ -400,13 +405,7 @@ async fn documented_sender_error_is_a_channel_problem() {
             "success": false, "error_code": 400, "error_message": "Invalid WhatsApp sender number"})))
         .mount(&server)
         .await;
-    let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(5))
-        .send(
-            &job(json!({"type": "text", "text": {"body": "Hola"}})),
-            ctx("k"),
-        )
-        .await
-        .unwrap_err();
+    let failure = hola_failure(&server, Duration::from_secs(5)).await;
     assert_eq!(failure.class, ErrorClass::Channel);
 }
 
@@ -439,13 +438,7 @@ async fn two_hundreds_that_failed() {
             .expect(1)
             .mount(&server)
             .await;
-        let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(5))
-            .send(
-                &job(json!({"type": "text", "text": {"body": "Hola"}})),
-                ctx("k"),
-            )
-            .await
-            .unwrap_err();
+        let failure = hola_failure(&server, Duration::from_secs(5)).await;
         assert_eq!((failure.class, failure.sent), (class, sent), "{body}");
     }
 }
@@ -463,13 +456,7 @@ async fn undocumented_statuses() {
             .expect(1)
             .mount(&server)
             .await;
-        let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(5))
-            .send(
-                &job(json!({"type": "text", "text": {"body": "Hola"}})),
-                ctx("k"),
-            )
-            .await
-            .unwrap_err();
+        let failure = hola_failure(&server, Duration::from_secs(5)).await;
         assert_eq!((failure.class, failure.sent), (class, sent), "{status}");
         assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
     }
@@ -484,13 +471,7 @@ async fn timeout_is_transient_and_maybe_sent() {
         .expect(1)
         .mount(&server)
         .await;
-    let failure = gateway(&server.uri(), FROM, KEY, Duration::from_millis(200))
-        .send(
-            &job(json!({"type": "text", "text": {"body": "Hola"}})),
-            ctx("k"),
-        )
-        .await
-        .unwrap_err();
+    let failure = hola_failure(&server, Duration::from_millis(200)).await;
     assert_eq!(failure.class, ErrorClass::Transient);
     assert_eq!(failure.code, "timeout");
     assert_eq!(failure.sent, Sent::Maybe);
@@ -516,13 +497,7 @@ async fn a_redirect_is_not_followed_and_is_channel_trouble() {
         .expect(0)
         .mount(&server)
         .await;
-    let failure = gateway(&server.uri(), FROM, KEY, Duration::from_secs(2))
-        .send(
-            &job(json!({"type": "text", "text": {"body": "Hola"}})),
-            ctx("k"),
-        )
-        .await
-        .unwrap_err();
+    let failure = hola_failure(&server, Duration::from_secs(2)).await;
     assert_eq!(failure.class, ErrorClass::Channel);
     assert_eq!(failure.code, "redirect");
     assert_eq!(failure.sent, Sent::No);
