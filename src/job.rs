@@ -2550,6 +2550,17 @@ mod tests {
         );
     }
 
+    /// Found by the `job_parse` fuzz target: a long number in `metadata` parsed to an f64
+    /// one ulp off, so a dead-letter replay (serialise, parse again) changed the job. serde_json
+    /// parses floats correctly rounded only with its `float_roundtrip` feature.
+    #[test]
+    fn a_long_number_in_metadata_survives_serialising() {
+        let body = br#"{"id":"j","channel":"demo","to":"+5491126032641","message":{"type":"text","text":{"body":"Hola"}},"metadata":{"order":18444444444444444444444444444444444444444444444444444444444447}}"#;
+        let job = parse(body).expect("valid job");
+        let again = parse(&serde_json::to_vec(&job).unwrap()).expect("still valid");
+        assert_eq!(again, job);
+    }
+
     #[test]
     fn every_message_type_round_trips_to_its_canonical_form() {
         let cases: Vec<(&str, Value)> = vec![
