@@ -221,6 +221,8 @@ fn init_logging(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // A job's one span is already in `span`; the list would repeat it on every line.
+            .with_span_list(false)
             .init();
     } else {
         // Colours only for a terminal: `--log-format text` into a file or a log collector
