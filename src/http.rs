@@ -36,6 +36,24 @@ pub const CHANNEL_HEADER: &str = amqp_headers::CHANNEL;
 /// the receipt parser may need when the body does not name the event.
 pub const EVENT_HEADER: &str = "x-mensajero-webhook-event";
 
+/// Accept-queue length asked of the kernel (it caps this at `net.core.somaxconn`). tokio's
+/// `TcpListener::bind` asks for 1,024: a burst of more new connections than that overflows the
+/// queue, and each dropped SYN costs its client a 1 s retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with a deep accept queue (the worker's listener, the mock gateway).
+pub fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted process can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How long the listener waits for the broker to confirm a receipt before answering 503:
 /// under seven.io's 5 s webhook timeout, so the gateway sees our answer, not its own timeout.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(4);

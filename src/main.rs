@@ -286,8 +286,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     }
                 },
             };
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
+            let listener = mensajero::http::bind_listener(listen)
                 .with_context(|| format!("binding {listen}"))?;
             let address = listener.local_addr()?;
             // The first line on stdout tells scripts where it listens (useful with port 0).

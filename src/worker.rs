@@ -78,8 +78,7 @@ pub struct Running {
 
 /// Bind the HTTP listener, then run the worker in the background until `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let listener = crate::http::bind_listener(config.http.listen)
         .map_err(|e| anyhow::anyhow!("binding http.listen {}: {e}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let task = tokio::spawn(run_with(config, shutdown, listener));
