@@ -24,6 +24,20 @@ use mensajero::providers::mock;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's built-in options, read at its first allocation (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them).
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a 'static C string that nothing writes.
+unsafe impl Sync for MallocConf {}
+
+// Freed pages go back to the system within 250 ms instead of 10 s: ≈ 6 MiB less at the peak
+// of 2,000 calls in flight, for no CPU cost beyond the noise at 0 or 100 ms. Returning them at
+// once (0) costs 15-25 % CPU per job (bench/RESULTS.md).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:250".as_ptr());
+
 #[derive(Parser)]
 #[command(
     name = "mensajero",
