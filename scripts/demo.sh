@@ -37,7 +37,14 @@ export MENSAJERO__REDIS__PREFIX="mensajero-demo-$(date +%s)"
 export MENSAJERO__AMQP__PREFIX="mensajero-demo"
 log=$(mktemp -t mensajero-demo.XXXXXX.log)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; $bin --config $config topology --delete >/dev/null 2>&1 || true' EXIT
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  $bin --config $config topology --delete >/dev/null 2>&1 || true
+  # This run's dedupe and receipt records (scripts/services.sh runs Redis on the default port).
+  redis-cli -h 127.0.0.1 --scan --pattern "$MENSAJERO__REDIS__PREFIX:*" \
+    | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 if [ "$provider" != mock ]; then
   $bin mock-gateway --listen 127.0.0.1:8090 --latency 40ms \
