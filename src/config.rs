@@ -96,7 +96,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest webhook body accepted; larger ones get 413 before any of it is parsed.
     pub max_body: usize,
-    /// How long a client may take to send its request; a slow client is cut off after it.
+    /// How long a client may take to send its request, and how long a connection may sit idle
+    /// before its first or next request; a slow or idle client is cut off after it.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// The public base URL gateways call (`https://hooks.example.com`), for signature schemes

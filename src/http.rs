@@ -161,26 +161,33 @@ const MAX_CONNECTIONS: usize = 1024;
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves.
 ///
-/// Served with hyper directly rather than `axum::serve`, which sets no timer: every connection
-/// must send its request headers within `http.request_timeout` (a slowloris client is cut
-/// off), bodies are bounded by the same timeout in the handler, and at most
-/// [`MAX_CONNECTIONS`] connections are open at once.
+/// Served with hyper directly rather than `axum::serve`, which sets no timer. Every
+/// connection must send its next request's headers within `http.request_timeout`: the timer
+/// starts as soon as the connection is accepted and again whenever it falls idle between
+/// requests, so a socket that never sends a byte, a keep-alive connection left open and a
+/// slowloris client are all cut off. Bodies are bounded by the same timeout in the handler,
+/// and at most [`MAX_CONNECTIONS`] connections are open at once.
+///
+/// HTTP/1.1 only. hyper's version-detecting server reads the first bytes to tell HTTP/1 from
+/// an HTTP/2 preface with no timer at all, and an HTTP/2 connection with no open stream has
+/// none either, so either let an idle socket hold a slot for ever (1,024 of them locked every
+/// gateway out). No gateway posts webhooks as cleartext HTTP/2 and Prometheus scrapes over
+/// HTTP/1.1; a TLS terminator in front speaks HTTP/1.1 to us whatever its clients speak.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper::server::conn::http1::Builder;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = state.0.request_timeout;
     let app = router(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     tokio::pin!(shutdown);
@@ -203,9 +210,7 @@ pub async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -1018,3 +1018,82 @@ async fn the_bad_input_catalogue_gets_its_answers_and_the_worker_survives() {
     assert_eq!(ready.status(), StatusCode::OK);
     send_ok(&app, "after-the-campaign", "waspy-ar").await;
 }
+
+/// Idle sockets past the listener's connection cap lock no gateway out: sockets that never
+/// send a byte and HTTP/2 connections that send their preface and nothing else are cut off
+/// after `http.request_timeout`, so an authenticated receipt, retried as a gateway retries,
+/// is accepted within that time while every idle socket is still held open by its client.
+#[tokio::test]
+async fn idle_connections_past_the_cap_do_not_lock_the_listener_shut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// The listener's cap (`http::MAX_CONNECTIONS`) and a few more.
+    const IDLE: usize = 1030;
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+    let (_core, gateway, _stop) = common::start_gateway(MockOptions::default()).await;
+    let mut config = common::config(
+        &unique_prefix("bad-idle"),
+        &common::gateway_channels(&gateway),
+        common::GATEWAY_ENV,
+    );
+    config.http.request_timeout = REQUEST_TIMEOUT;
+    let app = TestApp::spawn(config).await;
+    let id = send_ok(&app, "idle-flood-victim", "waspy-ar").await;
+
+    let address = app.url("").trim_start_matches("http://").to_string();
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut socket = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        if i % 2 == 1 {
+            socket
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .await
+                .expect("preface");
+        }
+        idle.push(socket);
+    }
+
+    let body = receipts::render(ProviderKind::Waspy, &receipt(&id, Status::Delivered));
+    let url = app.url("/webhooks/waspy-ar");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let started = tokio::time::Instant::now();
+    let accepted = loop {
+        let mut request = client.post(&url).body(body.clone());
+        for (name, value) in receipts::sign(
+            ProviderKind::Waspy,
+            &Secret::new(HOOK_SECRET),
+            "POST",
+            &url,
+            &body,
+            Utc::now(),
+        ) {
+            request = request.header(name, value);
+        }
+        if let Ok(answer) = request.send().await {
+            break answer.status();
+        }
+        assert!(
+            started.elapsed() < REQUEST_TIMEOUT * 2,
+            "the receipt was refused for {:?} while {IDLE} idle sockets stayed open",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(accepted, StatusCode::OK);
+    let delivered = app.next_outcome().await;
+    assert_eq!(
+        (delivered.job_id.as_str(), delivered.status),
+        ("idle-flood-victim", Status::Delivered)
+    );
+
+    // The server, not the client, closed every idle socket.
+    for socket in &mut idle {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(REQUEST_TIMEOUT * 2, socket.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "an idle socket is still open");
+    }
+}
