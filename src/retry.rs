@@ -134,6 +134,12 @@ impl Failure {
         self.sent = Sent::Maybe;
         self
     }
+
+    /// Say whether the failure may have reached the gateway.
+    pub fn with_sent(mut self, sent: Sent) -> Self {
+        self.sent = sent;
+        self
+    }
 }
 
 /// Delays between attempts, kept as data (svix-style): entry `n` is the wait before attempt

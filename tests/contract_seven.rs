@@ -443,12 +443,15 @@ async fn two_hundreds_that_failed() {
     }
 }
 
-/// Undocumented statuses: 429 waits for Retry-After, 5xx is transient and maybe sent.
+/// Undocumented statuses: 429 waits for Retry-After; 5xx is transient, and maybe sent unless
+/// it is a 503 (the service refused the work).
 #[tokio::test]
 async fn undocumented_statuses() {
     for (status, class, sent) in [
         (429, ErrorClass::RateLimited, Sent::No),
-        (503, ErrorClass::Transient, Sent::Maybe),
+        (503, ErrorClass::Transient, Sent::No),
+        (500, ErrorClass::Transient, Sent::Maybe),
+        (502, ErrorClass::Transient, Sent::Maybe),
     ] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))

@@ -365,6 +365,70 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
     assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
 }
 
+/// A Meta channel (no idempotency of its own) whose Graph API answers 500 is never failed
+/// over: the message may have gone out, and a second gateway would send it again. The same
+/// channel answering 503 (the service refused the work) fails over once its attempts run out.
+#[tokio::test]
+async fn a_meta_500_may_have_sent_and_is_not_failed_over_but_a_503_is() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"biz_opaque_callback_data": "meta-500"}),
+        ))
+        .respond_with(ResponseTemplate::new(500).set_body_string("<html>oops</html>"))
+        .expect(2)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"biz_opaque_callback_data": "meta-503"}),
+        ))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(2)
+        .mount(&graph)
+        .await;
+    let backup = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header_is("idempotency-key", "meta-503"))
+        .respond_with(created("msg-backup"))
+        .expect(1)
+        .mount(&backup)
+        .await;
+    let channels = format!(
+        r#"
+[channels.meta-primary]
+provider = "meta"
+base_url = "{}"
+api_key_env = "WASPY_TEST_KEY"
+sender = "106540352242922"
+rate_per_second = 100000
+max_attempts = 2
+retry_schedule = ["100ms"]
+failover = ["backup"]
+{}"#,
+        graph.uri(),
+        channel("backup", &backup.uri(), "")
+    );
+    let app = app("meta-500", &channels).await;
+    app.enqueue(&job("meta-500", "meta-primary")).await;
+    app.enqueue(&job("meta-503", "meta-primary")).await;
+    let outcomes = app.outcomes(4).await;
+    let failed = terminal(&outcomes, "meta-500");
+    assert_eq!(
+        (failed.status, failed.channel.as_str()),
+        (Status::Failed, "meta-primary"),
+        "a 500 may have sent: {failed:#?}"
+    );
+    assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
+    let sent = terminal(&outcomes, "meta-503");
+    assert_eq!(
+        (sent.status, sent.channel.as_str()),
+        (Status::Sent, "backup")
+    );
+    assert_eq!(sent.channels_tried, ["meta-primary"]);
+    app.assert_quiet(Duration::from_millis(500)).await;
+}
+
 /// A job whose earlier attempt may have reached the gateway (its worker died mid-call: the
 /// dedupe entry says ambiguous and the lease has run out) is never failed over, even when the
 /// gateway now refuses it in a way that proves this attempt did not send.

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
-use crate::retry::{ErrorClass, Failure};
+use crate::retry::{ErrorClass, Failure, Sent};
 
 /// Graph API version used when the channel names none.
 pub const DEFAULT_API_VERSION: &str = "v21.0";
@@ -252,8 +252,9 @@ fn classify_error(reply: &HttpReply, error: &Value) -> Failure {
                     .map(|(_, class)| *class)
             })
     });
-    let class = match known {
-        Some(class) => class,
+    // A code the tables name is Meta refusing the message; anything else follows the status.
+    let (class, sent) = match known {
+        Some(class) => (class, Sent::No),
         None => {
             tracing::warn!(
                 provider = "meta",
@@ -262,7 +263,10 @@ fn classify_error(reply: &HttpReply, error: &Value) -> Failure {
                 subcode = subcode.map(|s| s.to_string()).as_deref().unwrap_or("-"),
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
-            super::class_for_status(reply.status)
+            (
+                super::class_for_status(reply.status),
+                super::sent_for_status(reply.status),
+            )
         }
     };
     let mut retry_after = reply.retry_after();
@@ -276,7 +280,8 @@ fn classify_error(reply: &HttpReply, error: &Value) -> Failure {
             .unwrap_or_else(|| format!("http_{}", reply.status)),
         describe(reply.status, error, subcode),
     )
-    .with_retry_after(retry_after);
+    .with_retry_after(retry_after)
+    .with_sent(sent);
     if let Some(code) = code {
         failure = failure.with_provider_code(code);
     }

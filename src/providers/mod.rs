@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
-use crate::retry::{ErrorClass, Failure};
+use crate::retry::{ErrorClass, Failure, Sent};
 
 /// What one send needs besides the job itself.
 #[derive(Debug, Clone, Copy)]
@@ -474,6 +474,22 @@ pub fn error_message(body: &Value) -> Option<String> {
     .find_map(|v| v.as_str().map(str::to_owned))
 }
 
+/// Whether an answer that no gateway table explains may have sent the message: the one rule
+/// for every gateway (README "Guarantees"), since SPEC §4 forbids failing over anything that
+/// may have reached a gateway.
+///
+/// A 500 (the gateway failed while handling the request), 502 and 504 (a proxy lost the
+/// gateway's answer, not necessarily its work) and any other server error may have sent it;
+/// so may a 2xx that carries an error no table names. A 503 (the service refused to take
+/// work), 501 / 505 (the request was not understood), and every 4xx (429 included) did not.
+/// A gateway's table overrides this for the codes it documents.
+pub fn sent_for_status(status: u16) -> Sent {
+    match status {
+        400..=499 | 501 | 503 | 505 => Sent::No,
+        _ => Sent::Maybe,
+    }
+}
+
 /// Default class for an HTTP status no table names: 5xx and unknowns are transient (safe to
 /// retry), 401/403 auth, 429 rate limited, other 4xx invalid.
 pub fn class_for_status(status: u16) -> ErrorClass {
@@ -483,5 +499,100 @@ pub fn class_for_status(status: u16) -> ErrorClass {
         429 => ErrorClass::RateLimited,
         400..=499 => ErrorClass::Invalid,
         _ => ErrorClass::Transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(provider: &str) -> ChannelConfig {
+        toml::from_str(&format!("provider = \"{provider}\"")).expect("channel config")
+    }
+
+    /// Every real gateway's adapter.
+    fn adapters() -> Vec<Box<dyn Adapter>> {
+        let key = || Secret::new("unit-key");
+        vec![
+            Box::new(meta::Meta::new(
+                "106540352242922".into(),
+                key(),
+                &channel("meta"),
+            )),
+            Box::new(waspy::Waspy::new(
+                "550e8400-e29b-41d4-a716-446655440000".into(),
+                key(),
+            )),
+            Box::new(wazzup::Wazzup::new(
+                "e0629e11-0f67-4567-92a9-2237e91ec1b9".into(),
+                key(),
+                &channel("wazzup"),
+            )),
+            Box::new(seven::Seven::new("491701234567".into(), key())),
+            Box::new(whaapy::Whaapy::new(key())),
+        ]
+    }
+
+    fn reply(status: u16, body: &'static [u8]) -> HttpReply {
+        HttpReply {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body),
+        }
+    }
+
+    /// SPEC §4 forbids failing over a job that may have reached a gateway, so "may this error
+    /// have sent?" has one answer for every gateway when its table does not explain the
+    /// answer: a 500, 502 or 504 may have sent; a 503, a 429 or any other 4xx did not.
+    #[test]
+    fn every_gateway_answers_may_it_have_sent_the_same_way() {
+        let bodies: [&[u8]; 3] = [
+            b"<html>upstream trouble</html>",
+            b"",
+            br#"{"error":{"code":"NO_TABLE_NAMES_THIS","message":"?"},"code":"NO_TABLE_NAMES_THIS"}"#,
+        ];
+        let rows = [
+            (500, Sent::Maybe),
+            (502, Sent::Maybe),
+            (504, Sent::Maybe),
+            (503, Sent::No),
+            (429, Sent::No),
+            (400, Sent::No),
+            (401, Sent::No),
+            (404, Sent::No),
+        ];
+        for adapter in adapters() {
+            let provider = adapter.provider();
+            for (status, sent) in rows {
+                for body in bodies {
+                    let failure = adapter
+                        .response(&reply(status, body))
+                        .expect_err("an error status is never accepted");
+                    assert_eq!(
+                        failure.sent,
+                        sent,
+                        "{provider:?} HTTP {status} {:?}: {failure:?}",
+                        String::from_utf8_lossy(body)
+                    );
+                    if status >= 500 {
+                        assert_eq!(
+                            failure.class,
+                            ErrorClass::Transient,
+                            "{provider:?} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_shared_rule_by_status() {
+        for status in [500, 502, 504, 507, 520, 200] {
+            assert_eq!(sent_for_status(status), Sent::Maybe, "{status}");
+        }
+        for status in [501, 503, 505, 400, 408, 409, 413, 429] {
+            assert_eq!(sent_for_status(status), Sent::No, "{status}");
+        }
     }
 }

@@ -40,7 +40,7 @@ use crate::job::{
     Action, ButtonSubType, ComponentType, Contact, Content, Header, Interactive, Job, Media,
     ParameterValue, Reaction, Template,
 };
-use crate::retry::{ErrorClass, Failure};
+use crate::retry::{ErrorClass, Failure, Sent};
 
 /// The send endpoint.
 pub const PATH: &str = "/api/waba/messages";
@@ -611,11 +611,10 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>, code: Option<String>)
                 code = provider_code.as_deref().unwrap_or("-"),
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
-            match super::class_for_status(reply.status) {
-                // A 5xx (or a 2xx with an unknown error) says nothing about whether the
-                // message went out; failing over could send it twice.
-                ErrorClass::Transient => Meaning::MaybeSent(ErrorClass::Transient),
-                class => Meaning::Failed(class),
+            let class = super::class_for_status(reply.status);
+            match super::sent_for_status(reply.status) {
+                Sent::Maybe => Meaning::MaybeSent(class),
+                Sent::No => Meaning::Failed(class),
             }
         }
         Some(meaning) => meaning,
@@ -916,7 +915,12 @@ mod tests {
             .unwrap_err();
         assert_eq!(f.class, ErrorClass::Transient);
         assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
-        assert_eq!(f.sent, Sent::Maybe);
+        assert_eq!(f.sent, Sent::No, "a 503 refused the work");
+
+        let f = adapter()
+            .response(&reply(500, error_body("12345"), None))
+            .unwrap_err();
+        assert_eq!((f.class, f.sent), (ErrorClass::Transient, Sent::Maybe));
 
         let f = adapter()
             .response(&raw_reply(502, b"<html>bad gateway</html>"))

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ProviderKind, Secret};
 use crate::job::Job;
-use crate::retry::{ErrorClass, Failure};
+use crate::retry::{ErrorClass, Failure, Sent};
 
 /// Message types Waspy's document lists; every other canonical type is refused up front.
 pub const SUPPORTED_TYPES: &[&str] = &[
@@ -155,8 +155,9 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
     let known = code
         .as_deref()
         .and_then(|c| ERROR_TABLE.iter().find(|(name, _, _)| *name == c));
-    let class = match known {
-        Some((_, _, class)) => *class,
+    // A code the table names is Waspy refusing the message; anything else follows the status.
+    let (class, sent) = match known {
+        Some((_, _, class)) => (*class, Sent::No),
         None => {
             tracing::warn!(
                 provider = "waspy",
@@ -164,7 +165,10 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
                 code = code.as_deref().unwrap_or("-"),
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
-            super::class_for_status(reply.status)
+            (
+                super::class_for_status(reply.status),
+                super::sent_for_status(reply.status),
+            )
         }
     };
     let mut failure = Failure::new(
@@ -173,7 +177,8 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
             .unwrap_or_else(|| format!("http_{}", reply.status)),
         message,
     )
-    .with_retry_after(reply.retry_after());
+    .with_retry_after(reply.retry_after())
+    .with_sent(sent);
     if let Some(code) = code {
         failure = failure.with_provider_code(code);
     }

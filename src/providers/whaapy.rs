@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ProviderKind, Secret};
 use crate::job::Job;
-use crate::retry::{ErrorClass, Failure};
+use crate::retry::{ErrorClass, Failure, Sent};
 
 /// The send endpoint.
 pub const PATH: &str = "/messages/v1";
@@ -331,6 +331,13 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
         None => name.and_then(|n| find(&|k| matches!(k, Key::Error(e) if *e == n))),
     };
     let by_status = || find(&|k| *k == Key::Status(reply.status));
+    // A code or name the table names is Whaapy refusing the message; a bare status follows
+    // the shared rule for whether it may have gone out, whatever class the table gives it.
+    let sent = if known.is_some() {
+        Sent::No
+    } else {
+        super::sent_for_status(reply.status)
+    };
     let class = match known {
         Some(class) => class,
         None => {
@@ -363,7 +370,8 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
             .unwrap_or_else(|| format!("http_{}", reply.status)),
         describe(reply.status, body),
     )
-    .with_retry_after(retry_after);
+    .with_retry_after(retry_after)
+    .with_sent(sent);
     if let Some(code) = provider_code {
         failure = failure.with_provider_code(code);
     }
