@@ -16,10 +16,11 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{RedisError, Script, Value};
+use redis::{Script, Value};
 
 use crate::outcome::{OutcomeError, Status};
 use crate::ratelimit::{Booking, Permit};
+use crate::store::{NOW_MS, StoreError, millis};
 
 /// A (channel, key) entry's terminal record.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,17 +83,6 @@ pub struct ClaimRequest<'a> {
     pub restart_failed: bool,
 }
 
-/// Errors talking to Redis; the caller retries them (the job is not at fault).
-#[derive(Debug, thiserror::Error)]
-pub enum DedupeError {
-    /// Redis did not answer or refused.
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-    /// A script answered something this code does not understand.
-    #[error("unexpected dedupe script reply: {0}")]
-    Protocol(String),
-}
-
 /// The dedupe store.
 #[derive(Clone)]
 pub struct Dedupe {
@@ -104,9 +94,6 @@ pub struct Dedupe {
     renew: Script,
     release: Script,
 }
-
-// Times come from Redis' own clock (TIME) so workers with skewed clocks agree on leases.
-const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
 // KEYS[1] entry; ARGV: job_id, owner, lease_ms, in_flight_ttl_ms, take_over_live ('1'/'0'),
 // restart_failed ('1'/'0': a replayed job may start over from its own `failed` record)
@@ -175,7 +162,7 @@ return 1
 // attempt marked begun — RENEW's bookkeeping; the claim has just set the lease.
 fn claim_and_book_script() -> String {
     format!(
-        "{NOW}local function claim(KEYS, ARGV)\n{CLAIM}\nend\n\
+        "{NOW_MS}local function claim(KEYS, ARGV)\n{CLAIM}\nend\n\
          local function book(KEYS, ARGV)\n{gcra}\nend\n\
          local c = claim({{KEYS[1]}}, {{ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}})\n\
          if c[1] ~= 'acquired' and c[1] ~= 'resumed' then return {{c}} end\n\
@@ -185,14 +172,14 @@ fn claim_and_book_script() -> String {
            redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n\
          end\n\
          return {{c, wait}}\n",
-        gcra = crate::ratelimit::GCRA,
+        gcra = crate::ratelimit::gcra_script(),
     )
 }
 
 impl Dedupe {
     /// A store on `redis` with keys under `prefix`.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
-        let script = |body: &str| Script::new(&format!("{NOW}{body}"));
+        let script = |body: &str| Script::new(&format!("{NOW_MS}{body}"));
         Self {
             redis,
             prefix: prefix.to_string(),
@@ -210,7 +197,7 @@ impl Dedupe {
     }
 
     /// Try to take the key for a job.
-    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim, DedupeError> {
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim, StoreError> {
         // The in-flight entry must outlive its lease, or a second sender could slip in.
         let ttl = request.window.max(request.lease * 2);
         let flag = |b: bool| if b { "1" } else { "0" };
@@ -237,7 +224,7 @@ impl Dedupe {
         request: &ClaimRequest<'_>,
         booking: &Booking,
         begin: bool,
-    ) -> Result<(Claim, Option<Permit>), DedupeError> {
+    ) -> Result<(Claim, Option<Permit>), StoreError> {
         let ttl = request.window.max(request.lease * 2);
         let flag = |b: bool| if b { "1" } else { "0" };
         let mut invocation = self.claim_and_book.prepare_invoke();
@@ -259,13 +246,13 @@ impl Dedupe {
         let reply: Vec<Value> = invocation.invoke_async(&mut self.redis.clone()).await?;
         let claim: Vec<String> = match reply.first() {
             Some(first) => redis::FromRedisValue::from_redis_value(first.clone())
-                .map_err(|e| DedupeError::Protocol(e.to_string()))?,
-            None => return Err(DedupeError::Protocol("empty claim_and_book reply".into())),
+                .map_err(StoreError::protocol)?,
+            None => return Err(StoreError::Protocol("empty claim_and_book reply".into())),
         };
         let permit = match reply.get(1) {
             Some(wait) => Some(crate::ratelimit::permit(
                 redis::FromRedisValue::from_redis_value(wait.clone())
-                    .map_err(|e| DedupeError::Protocol(e.to_string()))?,
+                    .map_err(StoreError::protocol)?,
             )),
             None => None,
         };
@@ -280,7 +267,7 @@ impl Dedupe {
         idempotency_key: &str,
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, DedupeError> {
+    ) -> Result<bool, StoreError> {
         let n: i64 = self
             .renew
             .key(self.key(channel, idempotency_key))
@@ -299,7 +286,7 @@ impl Dedupe {
         idempotency_key: &str,
         owner: &str,
         ambiguous: bool,
-    ) -> Result<(), DedupeError> {
+    ) -> Result<(), StoreError> {
         let _: i64 = self
             .release
             .key(self.key(channel, idempotency_key))
@@ -318,11 +305,9 @@ impl Dedupe {
         idempotency_key: &str,
         record: &Record,
         window: Duration,
-    ) -> Result<Option<Record>, DedupeError> {
+    ) -> Result<Option<Record>, StoreError> {
         let error = match &record.error {
-            Some(e) => {
-                serde_json::to_string(e).map_err(|e| DedupeError::Protocol(e.to_string()))?
-            }
+            Some(e) => serde_json::to_string(e).map_err(StoreError::protocol)?,
             None => String::new(),
         };
         let reply: Vec<String> = self
@@ -339,12 +324,12 @@ impl Dedupe {
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(None),
             Some("done") => Ok(Some(record_from(&reply[1..])?)),
-            _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
+            _ => Err(StoreError::Protocol(format!("{reply:?}"))),
         }
     }
 
     /// Ping Redis (readiness).
-    pub async fn ping(&self) -> Result<(), DedupeError> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         let _: Value = redis::cmd("PING")
             .query_async(&mut self.redis.clone())
             .await?;
@@ -353,7 +338,7 @@ impl Dedupe {
 }
 
 /// Decode a CLAIM script reply.
-fn claim_from(reply: &[String]) -> Result<Claim, DedupeError> {
+fn claim_from(reply: &[String]) -> Result<Claim, StoreError> {
     match reply.first().map(String::as_str) {
         Some("acquired") => Ok(Claim::Acquired),
         Some("resumed") => Ok(Claim::Resumed {
@@ -365,12 +350,8 @@ fn claim_from(reply: &[String]) -> Result<Claim, DedupeError> {
             lease_left: Duration::from_millis(number(reply.get(2)).into()),
         }),
         Some("done") => Ok(Claim::Done(record_from(&reply[1..])?)),
-        _ => Err(DedupeError::Protocol(format!("{reply:?}"))),
+        _ => Err(StoreError::Protocol(format!("{reply:?}"))),
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    d.as_millis().clamp(1, u64::MAX as u128) as u64
 }
 
 fn number(s: Option<&String>) -> u32 {
@@ -378,19 +359,19 @@ fn number(s: Option<&String>) -> u32 {
 }
 
 /// Decode `[state, job, pmid, error_json, attempt]`.
-fn record_from(fields: &[String]) -> Result<Record, DedupeError> {
+fn record_from(fields: &[String]) -> Result<Record, StoreError> {
     let [state, job, pmid, error, attempt] = fields else {
-        return Err(DedupeError::Protocol(format!("{fields:?}")));
+        return Err(StoreError::Protocol(format!("{fields:?}")));
     };
     let status = match state.as_str() {
         "sent" => Status::Sent,
         "failed" => Status::Failed,
-        other => return Err(DedupeError::Protocol(format!("state {other}"))),
+        other => return Err(StoreError::Protocol(format!("state {other}"))),
     };
     let error = if error.is_empty() {
         None
     } else {
-        Some(serde_json::from_str(error).map_err(|e| DedupeError::Protocol(e.to_string()))?)
+        Some(serde_json::from_str(error).map_err(StoreError::protocol)?)
     };
     Ok(Record {
         status,

@@ -20,6 +20,9 @@
 //! - [`dlq`] owns the operator tools over the dead-letter queue: list, replay, purge.
 //! - [`http`] owns the listener: `/healthz`, `/readyz`, `/metrics`, and `/webhooks/{channel}`,
 //!   which authenticates a receipt and makes it durable in the webhooks queue before answering.
+//! - [`store`] owns what the Redis-backed stores share: their error, the clock their scripts
+//!   read, argument conversions. The three stores below depend on it, never on each other (the
+//!   dedupe claim borrows the rate limiter's booking, to admit a job in one round trip).
 //! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
 //!   lease, then `sent` / `failed` for the channel's window.
 //! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
@@ -46,5 +49,6 @@ pub mod providers;
 pub mod ratelimit;
 pub mod receipts;
 pub mod retry;
+pub mod store;
 pub mod tracking;
 pub mod worker;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use crate::dedupe::DedupeError;
+use crate::store::{NOW_US, StoreError, micros};
 
 /// The limits of one channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,9 +48,8 @@ pub struct RateLimiter {
 // ARGV: interval_us, tolerance_us, recipient_interval_us (0 = none), max_wait_us.
 // Times are microseconds from Redis' clock, so replicas with skewed clocks agree.
 // Returns the wait in microseconds; negative = "not booked, park this long".
-pub(crate) const GCRA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+// The body follows `NOW_US` (see `gcra_script`).
+const GCRA: &str = r#"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local spacing = tonumber(ARGV[3])
@@ -83,7 +82,7 @@ impl RateLimiter {
         Self {
             redis,
             prefix: prefix.to_string(),
-            script: Script::new(GCRA),
+            script: Script::new(&gcra_script()),
         }
     }
 
@@ -94,7 +93,7 @@ impl RateLimiter {
         recipient: &str,
         limits: &Limits,
         max_wait: Duration,
-    ) -> Result<Permit, DedupeError> {
+    ) -> Result<Permit, StoreError> {
         let booking = self.booking(channel, recipient, limits, max_wait);
         let mut invocation = self.script.prepare_invoke();
         for key in &booking.keys {
@@ -118,22 +117,21 @@ impl RateLimiter {
     ) -> Booking {
         let interval_us = 1_000_000 / u64::from(limits.per_second.max(1));
         let tolerance_us = interval_us * u64::from(limits.burst.max(1) - 1);
-        let spacing_us = limits
-            .recipient_interval
-            .map_or(0, |d| d.as_micros().min(i64::MAX as u128) as u64);
+        let spacing_us = limits.recipient_interval.map_or(0, micros);
         Booking {
             keys: [
                 format!("{}:rate:{channel}", self.prefix),
                 format!("{}:rate:{channel}:to:{recipient}", self.prefix),
             ],
-            args: [
-                interval_us,
-                tolerance_us,
-                spacing_us,
-                max_wait.as_micros().min(i64::MAX as u128) as u64,
-            ],
+            args: [interval_us, tolerance_us, spacing_us, micros(max_wait)],
         }
     }
+}
+
+/// The GCRA as a whole script: Redis' clock in microseconds, then the booking. The dedupe
+/// claim embeds the same as a Lua function (it books in its own round trip).
+pub(crate) fn gcra_script() -> String {
+    format!("{NOW_US}{GCRA}")
 }
 
 /// One booking's GCRA keys (channel TAT, recipient next-allowed) and arguments.

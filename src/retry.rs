@@ -170,11 +170,6 @@ impl Schedule {
         self
     }
 
-    /// The configured steps.
-    pub fn steps(&self) -> &[Duration] {
-        &self.steps
-    }
-
     /// The nominal (unjittered) wait after failed attempt number `attempt` (1-based).
     pub fn nominal(&self, attempt: u32) -> Duration {
         let index = (attempt.max(1) as usize - 1).min(self.steps.len() - 1);
@@ -194,6 +189,86 @@ impl Schedule {
         match retry_after {
             Some(after) => jittered.max(after),
             None => jittered,
+        }
+    }
+}
+
+/// Waits between tries of something that is nobody's fault and must eventually work (a
+/// broker connection, a Redis call): jittered exponential steps from 200 ms up to a cap, cut
+/// short when shutdown starts. The one mechanism behind every "back off until shutdown" loop.
+pub struct Backoff {
+    steps: backon::ExponentialBackoff,
+    max: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Backoff {
+    /// The first wait: short, so a blip costs little.
+    const MIN: Duration = Duration::from_millis(200);
+
+    /// Steps growing up to `max`, ended by `shutdown`.
+    pub fn new(shutdown: &tokio_util::sync::CancellationToken, max: Duration) -> Self {
+        Self {
+            steps: Self::steps(max),
+            max,
+            shutdown: shutdown.clone(),
+        }
+    }
+
+    fn steps(max: Duration) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Self::MIN)
+            .with_max_delay(max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// Start again from the shortest wait (the thing worked for a while, then failed anew).
+    pub fn reset(&mut self) {
+        self.steps = Self::steps(self.max);
+    }
+
+    /// The next wait, never past the cap.
+    pub fn next_wait(&mut self) -> Duration {
+        self.steps.next().unwrap_or(self.max).min(self.max)
+    }
+
+    /// Sleep `wait`; false when shutdown started first (or had started).
+    pub async fn sleep(&self, wait: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    /// Run `attempt` until it succeeds. After each failure `failed` hears the error and the
+    /// wait before the next try; `None` once shutdown starts.
+    pub async fn retry<T, E, F, Fut>(
+        &mut self,
+        mut attempt: F,
+        mut failed: impl FnMut(&E, Duration),
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        loop {
+            match attempt().await {
+                Ok(value) => return Some(value),
+                Err(e) => {
+                    if self.shutdown.is_cancelled() {
+                        return None;
+                    }
+                    let wait = self.next_wait();
+                    failed(&e, wait);
+                    if !self.sleep(wait).await {
+                        return None;
+                    }
+                }
+            }
         }
     }
 }
@@ -236,6 +311,57 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    /// Failures are retried with waits that grow up to the cap; the value comes back once the
+    /// attempt works.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_retries_until_it_works_with_capped_waits() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut backoff = Backoff::new(&shutdown, Duration::from_secs(2));
+        let mut tries = 0;
+        let mut waits = Vec::new();
+        let value = backoff
+            .retry(
+                || {
+                    tries += 1;
+                    let result = if tries < 8 { Err("down") } else { Ok(tries) };
+                    async move { result }
+                },
+                |_, wait| waits.push(wait),
+            )
+            .await;
+        assert_eq!(value, Some(8));
+        assert_eq!(waits.len(), 7);
+        assert!(waits[0] >= Duration::from_millis(200), "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w <= Duration::from_secs(2)),
+            "{waits:?}"
+        );
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(2), "{waits:?}");
+    }
+
+    /// Shutdown ends the wait at once, and nothing is tried after it.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_gives_up_when_shutdown_starts() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut backoff = Backoff::new(&shutdown, Duration::from_secs(60));
+        let stop = shutdown.clone();
+        let started = tokio::time::Instant::now();
+        let mut tries = 0;
+        let value: Option<()> = backoff
+            .retry(
+                || {
+                    tries += 1;
+                    async { Err::<(), _>("down") }
+                },
+                |_, _| stop.cancel(),
+            )
+            .await;
+        assert_eq!(value, None);
+        assert_eq!(tries, 1);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(!backoff.sleep(Duration::from_secs(1)).await);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde_json::{Map, Value};
 
-use crate::dedupe::DedupeError;
 use crate::outcome::Status;
+use crate::store::{NOW_MS, StoreError, millis};
 
 /// A sent message, as receipts find it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +89,6 @@ return 1
 
 // KEYS[1] poll set; ARGV: id, after_ms. Redis' clock, like the dedupe leases.
 const SCHEDULE: &str = r#"
-local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[2]), ARGV[1])
 return 1
 "#;
@@ -98,7 +97,6 @@ return 1
 // each is moved on to its next poll time before it is returned, so two workers never poll
 // one message at once; messages whose record is gone or final leave the set.
 const DUE: &str = r#"
-local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
 for _, id in ipairs(ids) do
@@ -129,8 +127,8 @@ impl Tracker {
             record: Script::new(RECORD),
             unlock: Script::new(UNLOCK),
             advance: Script::new(ADVANCE),
-            schedule: Script::new(SCHEDULE),
-            due: Script::new(DUE),
+            schedule: Script::new(&format!("{NOW_MS}{SCHEDULE}")),
+            due: Script::new(&format!("{NOW_MS}{DUE}")),
         }
     }
 
@@ -149,7 +147,7 @@ impl Tracker {
         channel: &str,
         provider_message_id: &str,
         after: Duration,
-    ) -> Result<(), DedupeError> {
+    ) -> Result<(), StoreError> {
         let _: i64 = self
             .schedule
             .key(self.poll_key(channel))
@@ -166,7 +164,7 @@ impl Tracker {
         channel: &str,
         limit: usize,
         poll_after: Duration,
-    ) -> Result<Vec<String>, DedupeError> {
+    ) -> Result<Vec<String>, StoreError> {
         let ids: Vec<String> = self
             .due
             .key(self.poll_key(channel))
@@ -189,11 +187,9 @@ impl Tracker {
         channel: &str,
         provider_message_id: &str,
         tracked: &Tracked,
-    ) -> Result<(), DedupeError> {
+    ) -> Result<(), StoreError> {
         let metadata = match &tracked.metadata {
-            Some(m) => {
-                serde_json::to_string(m).map_err(|e| DedupeError::Protocol(e.to_string()))?
-            }
+            Some(m) => serde_json::to_string(m).map_err(StoreError::protocol)?,
             None => String::new(),
         };
         let _: i64 = self
@@ -226,7 +222,7 @@ impl Tracker {
         &self,
         channel: &str,
         provider_message_id: &str,
-    ) -> Result<Option<Tracked>, DedupeError> {
+    ) -> Result<Option<Tracked>, StoreError> {
         let fields: std::collections::HashMap<String, String> = self
             .redis
             .clone()
@@ -241,12 +237,10 @@ impl Tracker {
             Some("delivered") => Status::Delivered,
             Some("read") => Status::Read,
             Some("failed") => Status::Failed,
-            other => return Err(DedupeError::Protocol(format!("tracked status {other:?}"))),
+            other => return Err(StoreError::Protocol(format!("tracked status {other:?}"))),
         };
         let metadata = match fields.get("metadata").filter(|m| !m.is_empty()) {
-            Some(m) => {
-                Some(serde_json::from_str(m).map_err(|e| DedupeError::Protocol(e.to_string()))?)
-            }
+            Some(m) => Some(serde_json::from_str(m).map_err(StoreError::protocol)?),
             None => None,
         };
         Ok(Some(Tracked {
@@ -272,7 +266,7 @@ impl Tracker {
         provider_message_id: &str,
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, DedupeError> {
+    ) -> Result<bool, StoreError> {
         let taken: Option<String> = redis::cmd("SET")
             .arg(self.lock_key(channel, provider_message_id))
             .arg(owner)
@@ -290,7 +284,7 @@ impl Tracker {
         channel: &str,
         provider_message_id: &str,
         owner: &str,
-    ) -> Result<(), DedupeError> {
+    ) -> Result<(), StoreError> {
         let _: i64 = self
             .unlock
             .key(self.lock_key(channel, provider_message_id))
@@ -306,7 +300,7 @@ impl Tracker {
         channel: &str,
         provider_message_id: &str,
         status: Status,
-    ) -> Result<(), DedupeError> {
+    ) -> Result<(), StoreError> {
         let _: i64 = self
             .advance
             .key(self.key(channel, provider_message_id))
@@ -332,10 +326,6 @@ pub fn transitions(current: Status, reported: Status) -> Vec<(Status, bool)> {
     }
     out.push((reported, false));
     out
-}
-
-fn millis(d: Duration) -> u64 {
-    d.as_millis().clamp(1, u64::MAX as u128) as u64
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -28,14 +27,15 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
-use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
+use crate::dedupe::{Claim, ClaimRequest, Dedupe, Record};
 use crate::http::{self, HttpState, Live};
 use crate::job::{self, Job};
 use crate::metrics::Metrics;
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
 use crate::providers::{Gateway, SendContext};
 use crate::ratelimit::{Limits, Permit, RateLimiter};
-use crate::retry::{ErrorClass, Failure, Schedule, Sent};
+use crate::retry::{Backoff, ErrorClass, Failure, Schedule, Sent};
+use crate::store::StoreError;
 use crate::tracking::{Tracked, Tracker};
 
 mod poll;
@@ -157,7 +157,7 @@ async fn serve_jobs(
     });
     let watch = tokio::spawn(watch_redis(shared.clone()));
 
-    let mut backoff = reconnect_backoff();
+    let mut backoff = Backoff::new(&shutdown, RECONNECT_MAX);
     let result = loop {
         let mut established = false;
         match session(&shared, &mut established).await {
@@ -168,13 +168,12 @@ async fn serve_jobs(
                 if established {
                     // The broker was fine until this cut: reconnect fast, not after the
                     // longest wait earlier failures had built up to.
-                    backoff = reconnect_backoff();
+                    backoff.reset();
                 }
-                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
+                let wait = backoff.next_wait();
                 warn!(error = %e, retry_in = ?wait, "broker session ended; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
+                if !backoff.sleep(wait).await {
+                    break Ok(());
                 }
                 shared.metrics.amqp_reconnect();
             }
@@ -214,40 +213,35 @@ async fn watch_redis(shared: Arc<Shared>) {
     }
 }
 
-fn reconnect_backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
+/// The longest wait between two tries to reach the broker or Redis at start-up.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// The longest wait between two tries of one Redis call a job or receipt holds its delivery
+/// for: short, so the backlog moves as soon as Redis is back.
+const REDIS_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Connect to Redis, retrying until it answers; `None` when shutdown came first.
 async fn connect_redis(
     url: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<redis::aio::ConnectionManager>> {
     let client = redis::Client::open(url)?;
-    let mut backoff = reconnect_backoff();
-    loop {
+    let connect = || async {
         // The first connection retries by itself for several seconds; shutdown must not wait
         // for that (a rolling restart during a Redis outage would hang until SIGKILL).
-        let connected = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            connected = redis::aio::ConnectionManager::new(client.clone()) => connected,
-        };
-        match connected {
-            Ok(manager) => return Ok(Some(manager)),
-            Err(e) => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
-                warn!(error = %e, retry_in = ?wait, "redis unreachable");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
+        tokio::select! {
+            _ = shutdown.cancelled() => Err(None),
+            connected = redis::aio::ConnectionManager::new(client.clone()) => connected.map_err(Some),
         }
-    }
+    };
+    let unreachable = |e: &Option<redis::RedisError>, wait: Duration| {
+        if let Some(e) = e {
+            warn!(error = %e, retry_in = ?wait, "redis unreachable");
+        }
+    };
+    Ok(Backoff::new(shutdown, RECONNECT_MAX)
+        .retry(connect, unreachable)
+        .await)
 }
 
 /// Sample queue depths and consumer counts for the metrics (alerts on backlog and on
@@ -1351,7 +1345,7 @@ impl<'a> JobTask<'a> {
     async fn redis<T, F, Fut>(&self, op: F) -> Result<T, TaskError>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, DedupeError>>,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         with_redis(self.shared, op).await
     }
@@ -1363,30 +1357,19 @@ impl<'a> JobTask<'a> {
 async fn with_redis<T, F, Fut>(shared: &Shared, op: F) -> Result<T, TaskError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DedupeError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut backoff = reconnect_backoff();
-    loop {
-        // Boxed for the same reason as the publisher's future: a Redis call's future is
-        // ~0.8 KiB and short-lived; inline, every job task would carry it while it waits on
-        // the gateway.
-        match Box::pin(op()).await {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                shared.metrics.redis_error();
-                shared.live.set_redis(false);
-                let wait = backoff
-                    .next()
-                    .unwrap_or(Duration::from_secs(2))
-                    .min(Duration::from_secs(2));
-                error!(error = %e, retry_in = ?wait, "redis unavailable");
-                tokio::select! {
-                    _ = shared.shutdown.cancelled() => return Err(TaskError::Shutdown),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
+    // Boxed for the same reason as the publisher's future: a Redis call's future is ~0.8 KiB
+    // and short-lived; inline, every job task would carry it while it waits on the gateway.
+    let unavailable = |e: &StoreError, wait: Duration| {
+        shared.metrics.redis_error();
+        shared.live.set_redis(false);
+        error!(error = %e, retry_in = ?wait, "redis unavailable");
+    };
+    Backoff::new(&shared.shutdown, REDIS_RETRY_MAX)
+        .retry(|| Box::pin(op()), unavailable)
+        .await
+        .ok_or(TaskError::Shutdown)
 }
 
 /// Publish an outcome (confirmed) and count it.
