@@ -176,16 +176,17 @@ impl Schedule {
         self.steps[index]
     }
 
-    /// The wait after failed attempt `attempt`, jittered and never shorter than the gateway's
-    /// `Retry-After`.
+    /// The wait after failed attempt `attempt`, jittered at random and never shorter than the
+    /// gateway's `Retry-After`.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let nominal = self.nominal(attempt);
-        let factor = if self.jitter > 0.0 {
-            rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter)
-        } else {
-            1.0
-        };
-        let jittered = nominal.mul_f64(factor);
+        self.delay_at(attempt, retry_after, rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// [`Schedule::delay`] at a chosen place in the jitter band: `unit` 0 is the shortest
+    /// wait, 1 the longest, 0.5 the nominal step.
+    pub fn delay_at(&self, attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
+        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        let jittered = self.nominal(attempt).mul_f64(factor);
         match retry_after {
             Some(after) => jittered.max(after),
             None => jittered,

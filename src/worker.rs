@@ -27,19 +27,22 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
-use crate::dedupe::{Claim, ClaimRequest, Dedupe, Record};
+use crate::dedupe::{ClaimRequest, Dedupe, Record};
 use crate::http::{self, HttpState, Live};
 use crate::job::{self, Job};
 use crate::metrics::Metrics;
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
 use crate::providers::{Gateway, SendContext};
 use crate::ratelimit::{Limits, Permit, RateLimiter};
-use crate::retry::{Backoff, ErrorClass, Failure, Schedule, Sent};
+use crate::retry::{Backoff, ErrorClass, Failure, Sent};
 use crate::store::StoreError;
 use crate::tracking::{Tracked, Tracker};
 
+mod policy;
 mod poll;
 mod receipts;
+
+use policy::{Admission, AfterFailure, Attempted, Claimant, FAILED_OVER, Limit, Start};
 
 /// A configured channel, ready to send.
 pub struct ChannelRuntime {
@@ -666,6 +669,25 @@ struct JobTask<'a> {
     channel: &'a ChannelRuntime,
 }
 
+/// How a job lets go of its claim without ending.
+#[derive(Debug, Clone, Copy)]
+enum LetGo {
+    /// Back to its queue at once (shutdown).
+    Requeue,
+    /// Into a delay queue for `wait`, due again at `until`.
+    Park {
+        wait: Duration,
+        until: DateTime<Utc>,
+    },
+}
+
+impl LetGo {
+    fn park(wait: Duration) -> Self {
+        let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        Self::Park { wait, until }
+    }
+}
+
 /// How one channel's turn with a job ended.
 enum Turn {
     /// The delivery's fate is decided.
@@ -679,25 +701,23 @@ impl<'a> JobTask<'a> {
         let now = Utc::now();
         let first_seen = *self.carried.first_seen.get_or_insert(now);
         let deadline = self.deadline();
-        if let Some(deadline) = deadline
-            && deadline <= now
-        {
-            let failure = Failure::new(
-                ErrorClass::Expired,
-                "expired",
-                format!("expired at {}", outcome::timestamp(deadline)),
-            );
-            return self.fail_unrecorded(&failure, None).await;
-        }
         // A scheduled send, or the rest of a wait a delay tier could not cover exactly.
         let not_before = match (self.carried.not_before, self.job.send_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        if let Some(not_before) = not_before
-            && not_before > now
-        {
-            if deadline.is_some_and(|d| not_before > d) {
+        let inline_wait = self.shared.config.worker.inline_wait;
+        match policy::start(now, deadline, not_before, inline_wait) {
+            Start::Go => {}
+            Start::Expired(deadline) => {
+                let failure = Failure::new(
+                    ErrorClass::Expired,
+                    "expired",
+                    format!("expired at {}", outcome::timestamp(deadline)),
+                );
+                return self.fail_unrecorded(&failure, None).await;
+            }
+            Start::DueAfterDeadline => {
                 let failure = Failure::new(
                     ErrorClass::Expired,
                     "expired",
@@ -705,13 +725,14 @@ impl<'a> JobTask<'a> {
                 );
                 return self.fail_unrecorded(&failure, None).await;
             }
-            let wait = (not_before - now).to_std().unwrap_or_default();
-            if wait > self.shared.config.worker.inline_wait {
-                self.carried.not_before = Some(not_before);
+            Start::Park { wait, until } => {
+                self.carried.not_before = Some(until);
                 return self.park(wait).await;
             }
-            if !self.sleep(wait).await {
-                return Ok(Disposition::Requeue);
+            Start::Sleep(wait) => {
+                if !self.sleep(wait).await {
+                    return Ok(Disposition::Requeue);
+                }
             }
         }
         self.carried.not_before = None;
@@ -820,65 +841,66 @@ impl<'a> JobTask<'a> {
                 .await?;
             begun = begin_with_claim && matches!(permit, Some(Permit::Now));
             booked = permit;
-            match claim {
-                Claim::Acquired => break self.carried.attempts + 1,
-                Claim::Resumed {
+            let me = Claimant {
+                job_id: &self.job.id,
+                own_copy,
+                idempotent: provider.has_idempotency(),
+                on_ambiguous: self.channel.config.on_ambiguous,
+                attempts: self.carried.attempts,
+            };
+            match policy::admit(claim, &me) {
+                Admission::Attempt {
+                    attempt,
+                    resumed,
                     ambiguous: was_ambiguous,
-                    previous_attempts,
                 } => {
-                    ambiguous = was_ambiguous;
-                    // The earlier attempt's fate is unknown: it may have sent, so this job
-                    // must never be failed over to another gateway (SPEC §4).
-                    self.carried.maybe_sent |= was_ambiguous;
-                    if was_ambiguous
-                        && !provider.has_idempotency()
-                        && self.channel.config.on_ambiguous == OnAmbiguous::Fail
-                    {
-                        let failure = Failure::new(
-                            ErrorClass::RetriesExhausted,
-                            "ambiguous_send",
-                            "an earlier attempt may have reached the gateway, which cannot deduplicate; on_ambiguous = \"fail\"",
-                        );
-                        return self
-                            .finish_failed(previous_attempts.max(1), &failure)
-                            .await
-                            .map(Turn::Settled);
+                    if resumed {
+                        ambiguous = was_ambiguous;
+                        // The earlier attempt's fate is unknown: it may have sent, so this job
+                        // must never be failed over to another gateway (SPEC §4).
+                        self.carried.maybe_sent |= was_ambiguous;
+                        if !self.carried.is_internal() {
+                            info!(
+                                previous_attempts = attempt - 1,
+                                ambiguous, "resuming an interrupted job"
+                            );
+                        }
                     }
-                    if !self.carried.is_internal() {
-                        info!(previous_attempts, ambiguous, "resuming an interrupted job");
-                    }
-                    break previous_attempts.max(self.carried.attempts) + 1;
+                    break attempt;
                 }
-                Claim::Busy { job_id, lease_left } if job_id == self.job.id => {
-                    // Our own earlier copy may still be running somewhere (or has died holding
-                    // the key: a broker does not always mark such a copy as redelivered); on
-                    // a gateway without idempotency only its lease running out makes a resend
-                    // safe. Reporting ourselves as a duplicate here would lose the job if that
-                    // earlier copy never finishes.
-                    debug!(?lease_left, "waiting for the previous attempt's lease");
-                    if !self
-                        .sleep(lease_left.clamp(Duration::from_millis(50), Duration::from_secs(5)))
-                        .await
-                    {
-                        return Ok(Turn::Settled(Disposition::Requeue));
-                    }
-                }
-                Claim::Busy { job_id, .. } => {
+                Admission::FailAmbiguous { attempts } => {
+                    let failure = Failure::new(
+                        ErrorClass::RetriesExhausted,
+                        "ambiguous_send",
+                        "an earlier attempt may have reached the gateway, which cannot deduplicate; on_ambiguous = \"fail\"",
+                    );
                     return self
-                        .duplicate(&job_id, Status::Queued, None)
+                        .finish_failed(attempts, &failure)
                         .await
                         .map(Turn::Settled);
                 }
-                Claim::Done(record) if record.job_id == self.job.id && own_copy => {
-                    if record.error.as_ref().is_some_and(|e| e.code == FAILED_OVER) {
-                        // Interrupted during a failover: carry on with the next channel.
-                        let error = record
-                            .error
-                            .unwrap_or_else(|| unreachable!("checked above"));
-                        let failure = Failure::new(error.class, error.code, error.message);
-                        self.carried.attempts = record.attempt;
-                        return Ok(Turn::FailOver(failure));
+                Admission::AwaitLease(pause) => {
+                    debug!(?pause, "waiting for the previous attempt's lease");
+                    if !self.sleep(pause).await {
+                        return Ok(Turn::Settled(Disposition::Requeue));
                     }
+                }
+                Admission::Duplicate {
+                    original_job_id,
+                    status,
+                    provider_message_id,
+                } => {
+                    return self
+                        .duplicate(&original_job_id, status, provider_message_id.as_deref())
+                        .await
+                        .map(Turn::Settled);
+                }
+                Admission::ContinueFailOver { failure, attempts } => {
+                    // Interrupted during a failover: carry on with the next channel.
+                    self.carried.attempts = attempts;
+                    return Ok(Turn::FailOver(failure));
+                }
+                Admission::Republish(record) => {
                     // The earlier copy got as far as recording its end; make sure the world
                     // heard about it (same event ids, so consumers drop repeats).
                     info!(
@@ -886,16 +908,6 @@ impl<'a> JobTask<'a> {
                         "re-publishing the outcome of an interrupted job"
                     );
                     return self.publish_terminal(&record).await.map(Turn::Settled);
-                }
-                Claim::Done(record) => {
-                    return self
-                        .duplicate(
-                            &record.job_id,
-                            record.status,
-                            record.provider_message_id.as_deref(),
-                        )
-                        .await
-                        .map(Turn::Settled);
                 }
             }
         };
@@ -932,28 +944,20 @@ impl<'a> JobTask<'a> {
                 Permit::Now => {}
                 Permit::After(wait) => {
                     if !self.sleep(wait).await {
-                        let _ = self
-                            .shared
-                            .dedupe
-                            .release(&self.channel.name, key, &owner, ambiguous)
-                            .await;
-                        return Ok(Turn::Settled(Disposition::Requeue));
+                        return self
+                            .let_go(&owner, ambiguous, LetGo::Requeue)
+                            .await
+                            .map(Turn::Settled);
                     }
                 }
                 Permit::Park(wait) => {
                     // Waiting for the channel's (or recipient's) next slot is not a failure
                     // and costs no attempt; a long wait is spent in a delay queue.
                     debug!(?wait, "rate limited; parking");
-                    self.redis(|| {
-                        self.shared
-                            .dedupe
-                            .release(&self.channel.name, key, &owner, ambiguous)
-                    })
-                    .await?;
-                    let until = Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                    self.carried.not_before = Some(until);
-                    return self.park(wait).await.map(Turn::Settled);
+                    return self
+                        .let_go(&owner, ambiguous, LetGo::park(wait))
+                        .await
+                        .map(Turn::Settled);
                 }
             }
             if !std::mem::take(&mut begun) {
@@ -1008,98 +1012,106 @@ impl<'a> JobTask<'a> {
             };
             self.carried.attempts = attempt;
             ambiguous = failure.sent == Sent::Maybe;
+            let attempted = Attempted {
+                attempt,
+                channel: &self.channel.config,
+                maybe_sent_before: self.carried.maybe_sent,
+                failover_left: self.next_failover().is_some(),
+                now: Utc::now(),
+                first_seen,
+                deadline,
+                inline_wait: config.worker.inline_wait,
+                jitter: rand::random_range(0.0..=1.0),
+            };
             self.carried.maybe_sent |= ambiguous;
-            if !failure.class.is_retryable() {
-                warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
-                return self
-                    .finish_failed(attempt, &failure)
-                    .await
-                    .map(Turn::Settled);
-            }
-
-            let channel = &self.channel.config;
-            let slow = matches!(failure.class, ErrorClass::Auth | ErrorClass::Channel);
-            let can_fail_over = !self.carried.maybe_sent && self.next_failover().is_some();
-            // Credentials and channel trouble are the failover case SPEC §4 names: another
-            // channel can send now, while this one waits for an operator.
-            if slow && can_fail_over {
-                return Ok(Turn::FailOver(failure));
-            }
-            // auth/channel trouble is retried until max_age (an operator can fix it and the
-            // backlog drains); everything else also stops at max_attempts.
-            if !slow && attempt >= channel.max_attempts {
-                if can_fail_over {
-                    return Ok(Turn::FailOver(failure));
+            let wait = match policy::after_failure(&failure, &attempted) {
+                AfterFailure::Retry { wait, durable } => {
+                    warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, retry_in = ?wait, durable, "attempt failed; will retry");
+                    if durable {
+                        // Long waits are durable: the job waits in a broker delay queue.
+                        let tier = broker::tier_name(self.shared.topology.tier_for(wait));
+                        self.shared.metrics.retry(&self.channel.name, &tier);
+                        return self
+                            .let_go(&owner, ambiguous, LetGo::park(wait))
+                            .await
+                            .map(Turn::Settled);
+                    }
+                    wait
                 }
-                return self
-                    .give_up(attempt, failure, "max_attempts")
-                    .await
-                    .map(Turn::Settled);
-            }
-            let wait = retry_wait(channel, attempt, &failure);
-            let next =
-                Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-            if next
-                > first_seen
-                    + chrono::Duration::from_std(channel.max_age).unwrap_or(chrono::Duration::MAX)
-            {
-                return self
-                    .give_up(attempt, failure, "max_age")
-                    .await
-                    .map(Turn::Settled);
-            }
-            if let Some(deadline) = deadline
-                && next > deadline
-            {
-                let expired = Failure {
-                    class: ErrorClass::Expired,
-                    message: format!(
-                        "expires before the next attempt could be made; last error: {}",
-                        failure.message
-                    ),
-                    ..failure
-                };
-                return self
-                    .finish_failed(attempt, &expired)
-                    .await
-                    .map(Turn::Settled);
-            }
-            warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, retry_in = ?wait, "attempt failed; will retry");
-            if wait > config.worker.inline_wait {
-                // Long waits are durable: the job waits in a broker delay queue, not here.
-                let ambiguous = failure.sent == Sent::Maybe;
-                self.redis(|| {
-                    self.shared
-                        .dedupe
-                        .release(&self.channel.name, key, &owner, ambiguous)
-                })
-                .await?;
-                self.carried.not_before = Some(next);
-                let tier = broker::tier_name(self.shared.topology.tier_for(wait));
-                self.shared.metrics.retry(&self.channel.name, &tier);
-                return self.park(wait).await.map(Turn::Settled);
-            }
+                AfterFailure::FailOver => return Ok(Turn::FailOver(failure)),
+                AfterFailure::GiveUp(limit) => {
+                    return self
+                        .give_up(attempt, failure, limit)
+                        .await
+                        .map(Turn::Settled);
+                }
+                AfterFailure::Expire => {
+                    let expired = Failure {
+                        class: ErrorClass::Expired,
+                        message: format!(
+                            "expires before the next attempt could be made; last error: {}",
+                            failure.message
+                        ),
+                        ..failure
+                    };
+                    return self
+                        .finish_failed(attempt, &expired)
+                        .await
+                        .map(Turn::Settled);
+                }
+                AfterFailure::Fail => {
+                    warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
+                    return self
+                        .finish_failed(attempt, &failure)
+                        .await
+                        .map(Turn::Settled);
+                }
+            };
             self.shared.metrics.retry(&self.channel.name, "inline");
             if !self.sleep(wait).await {
-                let ambiguous = failure.sent == Sent::Maybe;
-                let _ = self
-                    .shared
-                    .dedupe
-                    .release(&self.channel.name, key, &owner, ambiguous)
-                    .await;
-                return Ok(Turn::Settled(Disposition::Requeue));
+                return self
+                    .let_go(&owner, ambiguous, LetGo::Requeue)
+                    .await
+                    .map(Turn::Settled);
             }
             attempt += 1;
         }
     }
 
+    /// Give the claim's lease up without ending the job, so its next turn need not wait for
+    /// the lease: back to its queue now (shutdown), or parked in a delay queue. `ambiguous`
+    /// tells whoever resumes it whether the last attempt may have reached the gateway.
+    fn let_go<'s>(&'s mut self, owner: &'s str, ambiguous: bool, then: LetGo) -> Step<'s> {
+        if let LetGo::Park { until, .. } = then {
+            self.carried.not_before = Some(until);
+        }
+        let this = &*self;
+        Box::pin(async move {
+            let key = this.job.idempotency_key();
+            let dedupe = &this.shared.dedupe;
+            let release = || dedupe.release(&this.channel.name, key, owner, ambiguous);
+            match then {
+                // Shutting down: one try; a lease left behind runs out by itself.
+                LetGo::Requeue => {
+                    let _ = release().await;
+                    Ok(Disposition::Requeue)
+                }
+                LetGo::Park { wait, .. } => {
+                    this.redis(release).await?;
+                    this.park(wait).await
+                }
+            }
+        })
+    }
+
     /// Stop retrying: `retries_exhausted` (or the `auth` / `channel` class it kept failing with).
-    fn give_up<'s>(&'s self, attempt: u32, failure: Failure, limit: &'s str) -> Step<'s> {
+    fn give_up(&self, attempt: u32, failure: Failure, limit: Limit) -> Step<'_> {
         Box::pin(async move {
             let failure = Failure {
                 class: failure.class.terminal(),
                 message: format!(
-                    "gave up after {attempt} attempts ({limit}): {}",
+                    "gave up after {attempt} attempts ({}): {}",
+                    limit.as_str(),
                     failure.message
                 ),
                 ..failure
@@ -1407,20 +1419,4 @@ async fn publish_dead_letter(
         .await?;
     shared.metrics.dead_letter(letter.reason);
     Ok(())
-}
-
-/// Code of the dedupe record a channel keeps after handing a job to a failover channel.
-const FAILED_OVER: &str = "failed_over";
-
-/// The wait before the next attempt: the channel's schedule (jittered), never shorter than the
-/// gateway's `Retry-After`, with floors for classes that need time to clear.
-fn retry_wait(channel: &ChannelConfig, attempt: u32, failure: &Failure) -> Duration {
-    let wait = Schedule::new(channel.retry_schedule.clone()).delay(attempt, failure.retry_after);
-    match failure.class {
-        ErrorClass::RateLimited if failure.retry_after.is_none() => {
-            wait.max(channel.rate_limited_backoff)
-        }
-        ErrorClass::Auth | ErrorClass::Channel => wait.max(channel.slow_backoff),
-        _ => wait,
-    }
 }
