@@ -148,11 +148,6 @@ impl Topology {
             .unwrap_or(wait)
     }
 
-    /// The work queues, transactional first.
-    pub fn work_queues(&self) -> [&str; 2] {
-        [&self.send_queue, &self.bulk_queue]
-    }
-
     /// Declare everything, idempotently (same arguments every time).
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         let durable = ExchangeDeclareOptions {

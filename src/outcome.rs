@@ -141,6 +141,48 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A `status` event: `job_id`'s transition to `status` under `idempotency_key` on
+    /// `channel`, happening now, with its stable event id. Everything else starts empty; set
+    /// what the event knows with struct update syntax (`Outcome { to, ..Outcome::status(…) }`).
+    pub fn status(channel: &str, idempotency_key: &str, job_id: &str, status: Status) -> Self {
+        Self {
+            event_id: event_id(channel, idempotency_key, job_id, EventKind::Status, status),
+            event: EventKind::Status,
+            job_id: job_id.to_string(),
+            idempotency_key: idempotency_key.to_string(),
+            channel: channel.to_string(),
+            provider: None,
+            to: None,
+            status,
+            previous_status: None,
+            provider_message_id: None,
+            attempt: 0,
+            error: None,
+            occurred_at: Utc::now(),
+            metadata: None,
+            original_job_id: None,
+            inferred: false,
+            channels_tried: Vec::new(),
+        }
+    }
+
+    /// This event as a `duplicate` report: the job was not sent because `original_job_id`
+    /// holds its key (its status is the original's), with the duplicate's own event id.
+    pub fn into_duplicate(self, original_job_id: &str) -> Self {
+        Self {
+            event_id: event_id(
+                &self.channel,
+                &self.idempotency_key,
+                &self.job_id,
+                EventKind::Duplicate,
+                self.status,
+            ),
+            event: EventKind::Duplicate,
+            original_job_id: Some(original_job_id.to_string()),
+            ..self
+        }
+    }
+
     /// The AMQP routing key: `<status>.<channel>`, or `duplicate.<channel>`.
     pub fn routing_key(&self) -> String {
         let head = match self.event {
@@ -201,6 +243,39 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The constructor's event id is the one `event_id` gives for the same job, key and
+    /// status, and a duplicate report gets a different, equally stable one.
+    #[test]
+    fn constructed_events_carry_their_stable_ids() {
+        let sent = Outcome::status("waspy-ar", "order-1847", "job-1", Status::Sent);
+        assert_eq!(
+            sent.event_id,
+            event_id(
+                "waspy-ar",
+                "order-1847",
+                "job-1",
+                EventKind::Status,
+                Status::Sent
+            )
+        );
+        assert_eq!(sent.routing_key(), "sent.waspy-ar");
+        assert_eq!(sent.idempotency_key, "order-1847");
+        let duplicate = sent.clone().into_duplicate("job-0");
+        assert_eq!(
+            duplicate.event_id,
+            event_id(
+                "waspy-ar",
+                "order-1847",
+                "job-1",
+                EventKind::Duplicate,
+                Status::Sent
+            )
+        );
+        assert_ne!(duplicate.event_id, sent.event_id);
+        assert_eq!(duplicate.original_job_id.as_deref(), Some("job-0"));
+        assert_eq!(duplicate.routing_key(), "duplicate.waspy-ar");
+    }
 
     #[test]
     fn statuses_never_go_backwards() {

@@ -616,30 +616,14 @@ async fn refuse(
             .channels
             .get(channel_name)
             .map(|c| c.gateway.provider().as_str().to_string());
+        // A job that parsed (on an unknown channel) has its own key; an unreadable one is
+        // known by its id alone, which is also the key it would have had.
+        let key = job.map_or(job_id, Job::idempotency_key);
         let event = Outcome {
-            event_id: outcome::event_id(
-                channel_name,
-                job_id,
-                job_id,
-                EventKind::Status,
-                Status::Failed,
-            ),
-            event: EventKind::Status,
-            job_id: job_id.to_string(),
-            idempotency_key: job_id.to_string(),
-            channel: channel_name.to_string(),
             provider,
-            to: None,
-            status: Status::Failed,
-            previous_status: None,
-            provider_message_id: None,
-            attempt: 0,
             error: Some(OutcomeError::from_failure(failure, 0)),
-            occurred_at: Utc::now(),
             metadata: job.and_then(|j| j.metadata.clone()),
-            original_job_id: None,
-            inferred: false,
-            channels_tried: Vec::new(),
+            ..Outcome::status(channel_name, key, job_id, Status::Failed)
         };
         publish_outcome(shared, publisher, &event).await?;
     }
@@ -1261,22 +1245,15 @@ impl<'a> JobTask<'a> {
                 status = status.as_str(),
                 "duplicate; not sent"
             );
-            let mut event = self.event(
-                status,
-                None,
-                0,
-                provider_message_id.map(str::to_owned),
-                None,
-            );
-            event.event = EventKind::Duplicate;
-            event.event_id = outcome::event_id(
-                &self.channel.name,
-                self.job.idempotency_key(),
-                &self.job.id,
-                EventKind::Duplicate,
-                status,
-            );
-            event.original_job_id = Some(original.to_string());
+            let event = self
+                .event(
+                    status,
+                    None,
+                    0,
+                    provider_message_id.map(str::to_owned),
+                    None,
+                )
+                .into_duplicate(original);
             self.publish(event).await?;
             Ok(Disposition::Ack)
         })
@@ -1312,31 +1289,21 @@ impl<'a> JobTask<'a> {
         provider_message_id: Option<String>,
         error: Option<OutcomeError>,
     ) -> Outcome {
-        let key = self.job.idempotency_key();
         Outcome {
-            event_id: outcome::event_id(
-                &self.channel.name,
-                key,
-                &self.job.id,
-                EventKind::Status,
-                status,
-            ),
-            event: EventKind::Status,
-            job_id: self.job.id.clone(),
-            idempotency_key: key.to_string(),
-            channel: self.channel.name.clone(),
             provider: Some(self.channel.gateway.provider().as_str().to_string()),
             to: Some(self.job.to.clone()),
-            status,
             previous_status,
             provider_message_id,
             attempt,
             error,
-            occurred_at: Utc::now(),
             metadata: self.job.metadata.clone(),
-            original_job_id: None,
-            inferred: false,
             channels_tried: self.carried.tried.clone(),
+            ..Outcome::status(
+                &self.channel.name,
+                self.job.idempotency_key(),
+                &self.job.id,
+                status,
+            )
         }
     }
 

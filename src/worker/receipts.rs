@@ -18,7 +18,7 @@ use super::{
 };
 use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
 use crate::http::{CHANNEL_HEADER, EVENT_HEADER};
-use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
+use crate::outcome::{Outcome, OutcomeError, Status};
 use crate::receipts::{self, Parsed, Receipt, WebhookRequest};
 use crate::retry::ErrorClass;
 use crate::tracking::{self, Tracked};
@@ -282,29 +282,17 @@ fn receipt_outcome(
         }
     });
     Outcome {
-        event_id: outcome::event_id(
-            channel,
-            &tracked.idempotency_key,
-            &tracked.job_id,
-            EventKind::Status,
-            status,
-        ),
-        event: EventKind::Status,
-        job_id: tracked.job_id.clone(),
-        idempotency_key: tracked.idempotency_key.clone(),
-        channel: channel.to_string(),
         provider: Some(tracked.provider.clone()),
         to: Some(tracked.to.clone()),
-        status,
         previous_status: Some(previous),
         provider_message_id: Some(receipt.provider_message_id.clone()),
         attempt: tracked.attempt,
         error,
         occurred_at: receipt.occurred_at.unwrap_or_else(Utc::now),
         metadata: tracked.metadata.clone(),
-        original_job_id: None,
         inferred,
         channels_tried: tracked.channels_tried.clone(),
+        ..Outcome::status(channel, &tracked.idempotency_key, &tracked.job_id, status)
     }
 }
 
