@@ -36,6 +36,9 @@
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
 //! - [`worker`] owns the pipeline that ties them together: consuming, bounded concurrency,
 //!   the per-job state machine, acking only after outcomes are confirmed, graceful shutdown.
+//!   It decides, then does: `worker/policy.rs` holds every rule of what happens to a job
+//!   (start, admit, retry, fail over, give up, expire) as pure functions; `worker/job.rs`
+//!   carries the decisions out against RabbitMQ, Redis and the gateway.
 
 pub mod broker;
 pub mod config;

@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::{
-    Disposition, Shared, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
+use super::Shared;
+use super::settle::{
+    Disposition, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
 };
 use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
 use crate::http::{CHANNEL_HEADER, EVENT_HEADER};
