@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fault campaigns: every scenario of tests/chaos.rs with 5,000 jobs across 3 worker
+# The long fault campaigns: every scenario of tests/it/chaos.rs with 5,000 jobs across 3 worker
 # processes (release build), one scenario at a time, each printing one line:
 #   jobs, faults injected, lost, duplicated, out of order, what the gateway saw, time.
 # Usage: scripts/chaos.sh [jobs] [nextest filter…]   (default 5000 jobs; the suite runs the same code with 300)
@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 export CHAOS_JOBS="${1:-5000}"
 # --no-capture shows each scenario's line as it finishes (and runs them one at a time, so
 # they do not compete for the two cores); the worker processes log warnings only.
-exec ./scripts/test.sh --release --profile chaos --test chaos --run-ignored all --no-capture "${@:2}"
+exec ./scripts/test.sh --release --profile chaos --test it --run-ignored all --no-capture "${@:2}"

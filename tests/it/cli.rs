@@ -1,11 +1,10 @@
 //! The operator commands, run as the real binary.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::unique_prefix;
 use mensajero::broker::Topology;
+
+use crate::common::{self, unique_prefix};
 
 fn mensajero(args: &[&str], env: &[(&str, &str)]) -> Output {
     let services = common::services();

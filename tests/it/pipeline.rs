@@ -1,17 +1,16 @@
 //! The core pipeline end to end on real RabbitMQ and Redis, with Waspy faked at the HTTP
 //! level: every message type, deduplication, bad input, retries and error classes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestApp, header, unique_prefix};
 use mensajero::outcome::{EventKind, Outcome, Status};
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header as header_is, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::{self, TestApp, header, unique_prefix};
 
 const SENDER: &str = "550e8400-e29b-41d4-a716-446655440000";
 const KEY: &str = "wspy_test_0123456789";

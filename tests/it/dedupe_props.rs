@@ -14,14 +14,14 @@
 //!
 //! Plus the admission that also begins the first attempt (`claim_and_book` with `begin`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use mensajero::dedupe::{Claim, ClaimRequest, Dedupe, Record};
 use mensajero::outcome::Status;
 use mensajero::ratelimit::{Limits, Permit, RateLimiter};
 use proptest::prelude::*;
+
+use crate::common;
 
 const CHANNEL: &str = "props";
 const WORKERS: usize = 3;

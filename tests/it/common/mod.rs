@@ -5,7 +5,6 @@
 //! Docker engine exists. Every test gets its own exchange/queue/key prefix and deletes what
 //! it declared when dropped, so tests run in parallel and repeatedly against one broker
 //! without leaving quorum queues (Raft groups) behind.
-#![allow(dead_code)]
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -258,13 +257,6 @@ impl TestApp {
     /// The worker's listener URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http.as_deref().expect("worker running"))
-    }
-
-    /// Stop the in-process worker gracefully and return its result.
-    pub async fn stop_worker(&mut self) -> anyhow::Result<()> {
-        let (token, handle) = self.worker.take().expect("worker running");
-        token.cancel();
-        handle.await.expect("worker task")
     }
 
     /// Publish a job (validated by the producer).

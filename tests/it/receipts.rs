@@ -3,17 +3,18 @@
 //! `delivered` / `read` / `failed` outcomes follow in order, once, with the job's metadata.
 //! Real RabbitMQ and Redis; Redis outages are made with a TCP proxy, never by stopping it.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{HOOK_SECRET, Proxy, TestApp, VERIFY_TOKEN, header, host_port, unique_prefix};
 use mensajero::config::{MockOptions, ProviderKind, Secret};
 use mensajero::outcome::{Outcome, Status};
 use mensajero::receipts::{self, Receipt, ReceiptError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::common::{
+    self, HOOK_SECRET, Proxy, TestApp, VERIFY_TOKEN, header, host_port, unique_prefix,
+};
 
 const TO: &str = "+5491126032641";
 /// A worker with every gateway channel, its mock gateway, and `extra` TOML on top.

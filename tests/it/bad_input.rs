@@ -12,13 +12,10 @@
 //! oversized or malformed jobs is worked off (memory stays bounded: bodies are refused by
 //! length before parsing, and every one is settled).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{TestApp, header, unique_prefix};
 use lapin::types::FieldTable;
 use mensajero::config::{MockOptions, ProviderKind, Secret};
 use mensajero::outcome::{Outcome, Status};
@@ -28,8 +25,9 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+use crate::common::{self, HOOK_SECRET, TestApp, header, unique_prefix};
+
 const TO: &str = "+5491126032641";
-use common::HOOK_SECRET;
 
 fn provider_of(channel: &str) -> ProviderKind {
     match channel {

@@ -13,8 +13,6 @@
 //! `scripts/chaos.sh` (5,000 jobs per scenario, release build). Each scenario prints one line:
 //! jobs, faults injected, lost, duplicated, time.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,13 +20,14 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use common::{Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
 use mensajero::config::{MockOptions, Secret};
 use mensajero::outcome::{EventKind, Outcome, Status};
 use mensajero::providers::mock::{self, MockCore};
 use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{self, Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
 
 const REPLICAS: usize = 3;
 const KEY: &str = "wspy_chaos_key";

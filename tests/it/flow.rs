@@ -2,13 +2,10 @@
 //! a crash while jobs wait, scheduling and expiry, lanes, failover. Delays are shortened
 //! through configuration, never by mocking time.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{TempConfig, TestApp, WorkerProcess, unique_prefix};
 use mensajero::config::MockOptions;
 use mensajero::dedupe::{Claim, ClaimRequest, Dedupe};
 use mensajero::outcome::{Outcome, Status};
@@ -16,6 +13,8 @@ use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
 use wiremock::matchers::{header as header_is, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::{self, TempConfig, TestApp, WorkerProcess, unique_prefix};
 
 const KEY: &str = "wspy_flow_test";
 

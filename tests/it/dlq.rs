@@ -1,16 +1,15 @@
 //! The dead-letter tools, through the real binary, on real RabbitMQ.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{TestApp, header, unique_prefix};
 use lapin::BasicProperties;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use mensajero::broker::{DeadLetter, Publisher};
 use mensajero::retry::ErrorClass;
 use serde_json::Value;
+
+use crate::common::{self, TestApp, header, unique_prefix};
 
 fn mensajero(app: &TestApp, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mensajero"))

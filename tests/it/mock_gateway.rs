@@ -6,11 +6,8 @@
 //! (b) End to end with a real worker (RabbitMQ, Redis): the mock's signed receipts, in the
 //! called API's format, turn a job into `queued → sent → delivered → read`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, unique_prefix};
 use mensajero::config::{ChannelConfig, MockOptions, Secret};
 use mensajero::outcome::Status;
 use mensajero::providers::mock::{self, MockCore};
@@ -18,6 +15,8 @@ use mensajero::providers::{Gateway, SendContext};
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{self, TestApp, unique_prefix};
 
 const TO: &str = "+5491126032641";
 const KEY: &str = "key_0123456789";

@@ -9,14 +9,11 @@
 //!
 //! Real RabbitMQ and Redis; gateways are faked with wiremock or the mock gateway.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
 use mensajero::config::{MockOptions, ProviderKind, Secret};
 use mensajero::outcome::{EventKind, Outcome, Status};
 use mensajero::receipts::{self, Receipt};
@@ -24,6 +21,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::common::{self, Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
 
 const CHANNEL: &str = "waspy-ar";
 const SENDER: &str = "550e8400-e29b-41d4-a716-446655440000";

@@ -1,17 +1,16 @@
 //! The worker as a real process: `kill -9` with hundreds of jobs in flight loses nothing and
 //! sends nothing twice; SIGTERM finishes in-flight jobs and exits 0.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{TempConfig, TestApp, WorkerProcess, unique_prefix};
 use mensajero::config::MockOptions;
 use mensajero::outcome::{EventKind, Status};
 use mensajero::providers::mock::MockCore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{self, TempConfig, TestApp, WorkerProcess, unique_prefix};
 
 async fn start_gateway(latency: Duration) -> (MockCore, String, CancellationToken) {
     common::start_gateway(MockOptions {
