@@ -37,7 +37,7 @@ pub struct Record {
     pub attempt: u32,
 }
 
-/// What [`Dedupe::claim`] found.
+/// What [`Dedupe::claim_and_book`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The key was free: this worker owns it now; nothing was ever sent for it.
@@ -61,7 +61,7 @@ pub enum Claim {
     Done(Record),
 }
 
-/// What [`Dedupe::claim`] needs to know.
+/// What [`Dedupe::claim_and_book`] needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
     /// The channel sending the job.
@@ -88,7 +88,6 @@ pub struct ClaimRequest<'a> {
 pub struct Dedupe {
     redis: ConnectionManager,
     prefix: String,
-    claim: Script,
     claim_and_book: Script,
     complete: Script,
     renew: Script,
@@ -183,7 +182,6 @@ impl Dedupe {
         Self {
             redis,
             prefix: prefix.to_string(),
-            claim: script(CLAIM),
             claim_and_book: Script::new(&claim_and_book_script()),
             complete: script(COMPLETE),
             renew: script(RENEW),
@@ -196,27 +194,8 @@ impl Dedupe {
         format!("{}:dedupe:{channel}:{idempotency_key}", self.prefix)
     }
 
-    /// Try to take the key for a job.
-    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim, StoreError> {
-        // The in-flight entry must outlive its lease, or a second sender could slip in.
-        let ttl = request.window.max(request.lease * 2);
-        let flag = |b: bool| if b { "1" } else { "0" };
-        let reply: Vec<String> = self
-            .claim
-            .key(self.key(request.channel, request.idempotency_key))
-            .arg(request.job_id)
-            .arg(request.owner)
-            .arg(millis(request.lease))
-            .arg(millis(ttl))
-            .arg(flag(request.take_over_live))
-            .arg(flag(request.restart_failed))
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        claim_from(&reply)
-    }
-
-    /// [`Dedupe::claim`] and, when the job may go ahead, book its rate-limit slot in the same
-    /// round trip (`Some(permit)`; `None` for `Busy` and `Done`). With `begin`, a permit of
+    /// Try to take the key for a job and, when it may go ahead, book its rate-limit slot in the
+    /// same round trip (`Some(permit)`; `None` for `Busy` and `Done`). With `begin`, a permit of
     /// [`Permit::Now`] also means the first attempt is marked begun, as
     /// [`Dedupe::begin_attempt`] would: the caller goes straight to the gateway.
     pub async fn claim_and_book(

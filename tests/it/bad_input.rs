@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 use crate::common::{self, HOOK_SECRET, TestApp, header, unique_prefix};
 
 const TO: &str = "+5491126032641";
+/// The own idempotency key of the job that names an unknown channel.
+const UNKNOWN_CHANNEL_KEY: &str = "order-1847-unknown-channel";
 
 fn provider_of(channel: &str) -> ProviderKind {
     match channel {
@@ -215,7 +217,10 @@ fn job_rows() -> Vec<JobRow> {
         ),
         row(
             "channel-unknown",
-            with("channel-unknown", |j| j["channel"] = json!("nowhere")),
+            with("channel-unknown", |j| {
+                j["channel"] = json!("nowhere");
+                j["idempotency_key"] = json!(UNKNOWN_CHANNEL_KEY);
+            }),
             Some("channel-unknown"),
             "nowhere",
             "unknown_channel",
@@ -892,6 +897,20 @@ async fn jobs_phase(app: &TestApp) {
             "{}",
             row.name
         );
+        // A job that parsed is known by its own key, even on a channel nobody configured.
+        if id == "channel-unknown" {
+            assert_eq!(failed.idempotency_key, UNKNOWN_CHANNEL_KEY);
+            assert_eq!(
+                failed.event_id,
+                mensajero::outcome::event_id(
+                    "nowhere",
+                    UNKNOWN_CHANNEL_KEY,
+                    id,
+                    mensajero::outcome::EventKind::Status,
+                    Status::Failed
+                )
+            );
+        }
     }
     assert!(by_job.is_empty(), "outcomes for no row: {by_job:#?}");
 }

@@ -1,6 +1,7 @@
 //! Property tests of the dedupe state machine (SPEC §4, `src/dedupe.rs`) against real Redis:
-//! random interleavings of `claim` / `begin_attempt` / `release` / `complete` by three
-//! simulated workers on one key. Workers 0 and 1 hold copies of the same job (a redelivery),
+//! random interleavings of `claim_and_book` (the claim production makes, booking its
+//! rate-limit slot in the same script, sometimes also beginning the first attempt) /
+//! `begin_attempt` / `release` / `complete` by three simulated workers on one key. Workers 0 and 1 hold copies of the same job (a redelivery),
 //! worker 2 another job with the same idempotency key.
 //!
 //! Checked after every step:
@@ -40,6 +41,8 @@ enum Op {
         short_lease: bool,
         take_over_live: bool,
         restart_failed: bool,
+        /// Also begin the first attempt when the slot is free now, as the worker does.
+        begin: bool,
     },
     BeginAttempt {
         worker: usize,
@@ -60,8 +63,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let worker = 0..WORKERS;
     prop_oneof![
-        4 => (worker.clone(), any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.3)).prop_map(
-            |(worker, short_lease, take_over_live, restart_failed)| Op::Claim { worker, short_lease, take_over_live, restart_failed }
+        4 => (worker.clone(), any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.3), any::<bool>()).prop_map(
+            |(worker, short_lease, take_over_live, restart_failed, begin)| Op::Claim { worker, short_lease, take_over_live, restart_failed, begin }
         ),
         2 => (worker.clone(), any::<bool>()).prop_map(|(worker, short_lease)| Op::BeginAttempt { worker, short_lease }),
         1 => (worker.clone(), any::<bool>()).prop_map(|(worker, ambiguous)| Op::Release { worker, ambiguous }),
@@ -110,7 +113,19 @@ fn record(worker: usize, failed: bool, n: usize) -> Record {
     }
 }
 
-async fn run(dedupe: &Dedupe, key: &str, ops: &[Op]) -> Result<(), TestCaseError> {
+/// A rate no step of a case comes near: every admission's slot is free now.
+const UNLIMITED: Limits = Limits {
+    per_second: 1_000_000,
+    burst: 1_000,
+    recipient_interval: None,
+};
+
+async fn run(
+    dedupe: &Dedupe,
+    limiter: &RateLimiter,
+    key: &str,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     for (n, op) in ops.iter().enumerate() {
         let step = format!("step {n}: {op:?}");
@@ -121,24 +136,36 @@ async fn run(dedupe: &Dedupe, key: &str, ops: &[Op]) -> Result<(), TestCaseError
                 short_lease,
                 take_over_live,
                 restart_failed,
+                begin,
             } => {
                 let owner = uuid::Uuid::new_v4().to_string();
                 let lease = if short_lease { SHORT_LEASE } else { LONG_LEASE };
                 let asked = Instant::now();
-                let claim = dedupe
-                    .claim(&ClaimRequest {
-                        channel: CHANNEL,
-                        idempotency_key: key,
-                        job_id: job_of(worker),
-                        owner: &owner,
-                        lease,
-                        window: WINDOW,
-                        take_over_live,
-                        restart_failed,
-                    })
+                let booking = limiter.booking(CHANNEL, "+15550001", &UNLIMITED, LONG_LEASE);
+                let request = ClaimRequest {
+                    channel: CHANNEL,
+                    idempotency_key: key,
+                    job_id: job_of(worker),
+                    owner: &owner,
+                    lease,
+                    window: WINDOW,
+                    take_over_live,
+                    restart_failed,
+                };
+                let (claim, permit) = dedupe
+                    .claim_and_book(&request, &booking, begin)
                     .await
                     .expect("redis");
                 let answered = Instant::now();
+                // Only a job that may go ahead books a slot, and every slot is free now.
+                let goes_ahead = matches!(claim, Claim::Acquired | Claim::Resumed { .. });
+                prop_assert_eq!(
+                    permit,
+                    goes_ahead.then_some(Permit::Now),
+                    "{}: {:?}",
+                    step,
+                    claim
+                );
                 let restarts = restart_failed
                     && model
                         .terminal
@@ -277,12 +304,15 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
         .enable_all()
         .build()
         .expect("runtime");
-    let dedupe = runtime.block_on(async {
+    let (dedupe, limiter) = runtime.block_on(async {
         let client = redis::Client::open(services.redis_url.as_str()).expect("redis url");
         let manager = redis::aio::ConnectionManager::new(client)
             .await
             .expect("redis");
-        Dedupe::new(manager, &prefix)
+        (
+            Dedupe::new(manager.clone(), &prefix),
+            RateLimiter::new(manager, &prefix),
+        )
     });
     let config = ProptestConfig {
         cases: 64,
@@ -293,7 +323,7 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
         &prop::collection::vec(op(), 1..24),
         |ops| {
             let key = uuid::Uuid::new_v4().simple().to_string();
-            runtime.block_on(run(&dedupe, &key, &ops))
+            runtime.block_on(run(&dedupe, &limiter, &key, &ops))
         },
     );
     // Clean up whatever the outcome.
@@ -351,12 +381,14 @@ async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
     };
     // A redelivered copy taking the claim over reports what the first copy recorded.
     let taken_over = |key| {
+        let booking = limiter.booking("ch-c", "+15550002", &UNLIMITED, Duration::from_secs(5));
         let dedupe = &dedupe;
         async move {
             dedupe
-                .claim(&request(key, "second", true))
+                .claim_and_book(&request(key, "second", true), &booking, false)
                 .await
                 .expect("redis")
+                .0
         }
     };
 

@@ -9,6 +9,7 @@ use chrono::Utc;
 use mensajero::config::MockOptions;
 use mensajero::dedupe::{Claim, ClaimRequest, Dedupe};
 use mensajero::outcome::{Outcome, Status};
+use mensajero::ratelimit::{Limits, RateLimiter};
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
 use wiremock::matchers::{header as header_is, method};
@@ -469,19 +470,30 @@ async fn a_job_resumed_after_a_crash_mid_call_is_not_failed_over() {
     let manager = redis::aio::ConnectionManager::new(client)
         .await
         .expect("redis");
-    let dedupe = Dedupe::new(manager, &app.config.redis.prefix);
+    let dedupe = Dedupe::new(manager.clone(), &app.config.redis.prefix);
+    let limiter = RateLimiter::new(manager, &app.config.redis.prefix);
     let lease = Duration::from_millis(50);
-    let claim = dedupe
-        .claim(&ClaimRequest {
-            channel: "primary",
-            idempotency_key: ID,
-            job_id: ID,
-            owner: "crashed-worker",
-            lease,
-            window: Duration::from_secs(60),
-            take_over_live: false,
-            restart_failed: false,
-        })
+    let limits = Limits {
+        per_second: 1000,
+        burst: 1000,
+        recipient_interval: None,
+    };
+    let booking = limiter.booking("primary", "+5491126032641", &limits, lease);
+    let (claim, _) = dedupe
+        .claim_and_book(
+            &ClaimRequest {
+                channel: "primary",
+                idempotency_key: ID,
+                job_id: ID,
+                owner: "crashed-worker",
+                lease,
+                window: Duration::from_secs(60),
+                take_over_live: false,
+                restart_failed: false,
+            },
+            &booking,
+            false,
+        )
         .await
         .expect("redis");
     assert_eq!(claim, Claim::Acquired);
