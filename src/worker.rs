@@ -29,11 +29,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
 use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
+use crate::gateways::{ChannelGateway, SendContext};
 use crate::http::{self, HttpState, Live};
 use crate::job::{self, Job};
 use crate::metrics::Metrics;
 use crate::outcome::{self, EventKind, Outcome, OutcomeError, Status};
-use crate::providers::{Gateway, SendContext};
 use crate::ratelimit::{Limits, Permit, RateLimiter};
 use crate::retry::{ErrorClass, Failure, Schedule, Sent};
 use crate::tracking::{Tracked, Tracker};
@@ -48,7 +48,7 @@ pub struct ChannelRuntime {
     /// Its configuration.
     pub config: ChannelConfig,
     /// Its gateway.
-    pub gateway: Gateway,
+    pub gateway: ChannelGateway,
 }
 
 /// Everything job tasks share.
@@ -126,7 +126,7 @@ async fn serve_jobs(
 ) -> anyhow::Result<()> {
     let mut channels = HashMap::new();
     for (name, channel) in &config.channels {
-        let gateway = Gateway::from_config(
+        let gateway = ChannelGateway::from_config(
             name,
             channel,
             config.api_key(name),

@@ -775,7 +775,7 @@ max_age = "1s"
         let message = line["message"].as_str().unwrap_or_default();
         let gateway_call = line["target"]
             .as_str()
-            .is_some_and(|t| t.starts_with("mensajero::providers"))
+            .is_some_and(|t| t.starts_with("mensajero::gateways"))
             || ["sent", "attempt failed; will retry"].contains(&message);
         if gateway_call && log_field(line, "job_id").is_some() {
             assert!(log_field(line, "attempt").is_some(), "no attempt: {text}");

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{TempConfig, TestApp, WorkerProcess, unique_prefix};
 use mensajero::config::MockOptions;
+use mensajero::gateways::simulator::MockCore;
 use mensajero::outcome::{EventKind, Status};
-use mensajero::providers::mock::MockCore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

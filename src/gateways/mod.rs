@@ -1,14 +1,21 @@
-//! Gateways (SPEC §8): one adapter per provider API behind one seam.
+//! Gateways (SPEC §8): one folder per gateway API, behind one seam.
+//!
+//! A gateway's folder (`gateways/<name>/`) holds everything about it: `send.rs`, its
+//! [`Adapter`] and error table; `simulator.rs`, the routes the mock gateway speaks its API
+//! with; and `mod.rs`, its [`Gateway`]: what it can do ([`Capabilities`]) and how a channel
+//! sends through it. [`gateway`] maps a provider name to it, [`registry`] walks them all:
+//! shared code asks a gateway, it never names one.
 //!
 //! An [`Adapter`] is pure: it turns a canonical [`Job`] into an [`HttpCall`] and an
 //! [`HttpReply`] into an [`Accepted`] or a classified [`Failure`]. It knows nothing of
 //! RabbitMQ or Redis, so it is tested against an HTTP fake alone. [`HttpGateway`] runs
 //! the call with reqwest and classifies transport errors the same way for every provider;
-//! [`Gateway`] is what the worker holds per channel.
+//! [`ChannelGateway`] is what the worker holds per channel.
 
 pub mod meta;
 pub mod mock;
 pub mod seven;
+pub mod simulator;
 pub mod waspy;
 pub mod wazzup;
 pub mod whaapy;
@@ -22,6 +29,103 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
+
+/// Everything shared code may ask about one gateway. One implementation per gateway folder,
+/// a unit struct in its `mod.rs`; [`gateway`] finds it by provider name.
+pub trait Gateway: Send + Sync + 'static {
+    /// The provider name this gateway answers to.
+    fn kind(&self) -> ProviderKind;
+
+    /// What this gateway can do, which the configuration check and the pipeline go by.
+    fn capabilities(&self) -> Capabilities;
+
+    /// What sends one channel's jobs: this gateway's [`Adapter`], run over HTTP at the
+    /// channel's `base_url` ([`ChannelSetup::over_http`]), or, for the in-process `mock`,
+    /// the simulator itself.
+    fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway>;
+}
+
+/// What a gateway can do. Shared code decides by these, never by the gateway's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It deduplicates a repeated request by our idempotency key, which makes resending after
+    /// an ambiguous failure safe (a dedupe lease may be taken over, `on_ambiguous` is moot).
+    pub idempotency: bool,
+    /// A channel must name its sending identity (`sender`): the gateway's API key alone does
+    /// not select the number.
+    pub needs_sender: bool,
+    /// It has a status endpoint, so a channel may set `poll_after`.
+    pub polling: bool,
+    /// It is called over HTTP, so a channel needs a `base_url` and an API key.
+    pub remote: bool,
+}
+
+/// One line per gateway: the match behind [`gateway`] and the list behind [`registry`] are
+/// written from the same lines, so they cannot disagree (and the match is exhaustive).
+macro_rules! registry {
+    ($($kind:ident => $gateway:path,)*) => {
+        /// The gateway a provider name maps to: the one place that does.
+        pub fn gateway(kind: ProviderKind) -> &'static dyn Gateway {
+            match kind {
+                $(ProviderKind::$kind => &$gateway,)*
+            }
+        }
+
+        /// Every gateway, once each, for code that walks them (the simulator's router, tests).
+        pub fn registry() -> impl Iterator<Item = &'static dyn Gateway> {
+            const ALL: &[&dyn Gateway] = &[$(&$gateway,)*];
+            ALL.iter().copied()
+        }
+    };
+}
+
+// The registry: adding a gateway is its folder plus one line here (and its name in
+// `config::ProviderKind`).
+registry! {
+    Meta => meta::MetaGateway,
+    Waspy => waspy::WaspyGateway,
+    Whaapy => whaapy::WhaapyGateway,
+    Wazzup => wazzup::WazzupGateway,
+    Seven => seven::SevenGateway,
+    Mock => mock::MockGateway,
+}
+
+/// One channel as its gateway is built for it.
+pub struct ChannelSetup<'a> {
+    /// The channel's name, for error messages.
+    pub name: &'a str,
+    /// Its configuration.
+    pub config: &'a ChannelConfig,
+    /// Its API key, when the environment holds it.
+    pub api_key: Option<Secret>,
+    /// Its webhook secret: the in-process simulator signs its receipts with it.
+    pub webhook_secret: Option<Secret>,
+}
+
+impl ChannelSetup<'_> {
+    /// The channel sending through the adapter `make` builds from its `sender` (empty when it
+    /// names none) and API key, over HTTP at its `base_url`.
+    pub fn over_http(
+        self,
+        make: impl FnOnce(String, Secret) -> Box<dyn Adapter>,
+    ) -> anyhow::Result<ChannelGateway> {
+        let name = self.name;
+        let api_key = self
+            .api_key
+            .ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?;
+        let adapter = make(self.config.sender.clone().unwrap_or_default(), api_key);
+        let base_url = self
+            .config
+            .base_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("channel {name}: base_url missing"))?;
+        Ok(ChannelGateway::Http(HttpGateway::new(
+            adapter,
+            base_url,
+            self.config.timeout,
+        )?))
+    }
+}
 
 /// What one send needs besides the job itself.
 #[derive(Debug, Clone, Copy)]
@@ -268,14 +372,14 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 /// What the worker holds per channel.
-pub enum Gateway {
+pub enum ChannelGateway {
     /// A real gateway over HTTP.
     Http(HttpGateway),
-    /// The in-process simulator.
-    Mock(mock::InProcess),
+    /// The in-process simulator (the `mock` provider).
+    InProcess(mock::InProcess),
 }
 
-impl Gateway {
+impl ChannelGateway {
     /// Build the gateway a channel's configuration describes. `webhook_secret` is the
     /// channel's own: the in-process simulator signs its receipts with it.
     pub fn from_config(
@@ -284,40 +388,19 @@ impl Gateway {
         api_key: Option<Secret>,
         webhook_secret: Option<Secret>,
     ) -> anyhow::Result<Self> {
-        let sender = channel.sender.clone().unwrap_or_default();
-        let key = || {
-            api_key
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))
-        };
-        let adapter: Box<dyn Adapter> = match channel.provider {
-            ProviderKind::Mock => {
-                let mock = mock::InProcess::new(channel.mock.clone(), webhook_secret);
-                return Ok(Self::Mock(mock));
-            }
-            ProviderKind::Waspy => Box::new(waspy::Waspy::new(sender, key()?)),
-            ProviderKind::Meta => Box::new(meta::Meta::new(sender, key()?, channel)),
-            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(sender, key()?, channel)),
-            ProviderKind::Seven => Box::new(seven::Seven::new(sender, key()?)),
-            // Whaapy's key selects the account and its number: no sender.
-            ProviderKind::Whaapy => Box::new(whaapy::Whaapy::new(key()?)),
-        };
-        let base_url = channel
-            .base_url
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("channel {name}: base_url missing"))?;
-        Ok(Self::Http(HttpGateway::new(
-            adapter,
-            base_url,
-            channel.timeout,
-        )?))
+        gateway(channel.provider).connect(ChannelSetup {
+            name,
+            config: channel,
+            api_key,
+            webhook_secret,
+        })
     }
 
     /// The provider's name, for outcomes.
     pub fn provider(&self) -> ProviderKind {
         match self {
             Self::Http(g) => g.adapter.provider(),
-            Self::Mock(_) => ProviderKind::Mock,
+            Self::InProcess(m) => m.provider(),
         }
     }
 
@@ -331,7 +414,7 @@ impl Gateway {
                 };
                 !matches!(g.adapter.request(job, ctx), Err(f) if f.code == UNSUPPORTED)
             }
-            Self::Mock(_) => true,
+            Self::InProcess(_) => true,
         }
     }
 
@@ -339,7 +422,7 @@ impl Gateway {
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
         match self {
             Self::Http(g) => g.send(job, ctx).await,
-            Self::Mock(m) => m.send(job, ctx).await,
+            Self::InProcess(m) => m.send(job, ctx).await,
         }
     }
 
@@ -347,8 +430,7 @@ impl Gateway {
     pub fn code_class(&self, code: &str) -> Option<ErrorClass> {
         match self {
             Self::Http(g) => g.adapter.code_class(code),
-            // The simulator's receipts are in Waspy's format, with Waspy's codes.
-            Self::Mock(_) => waspy::code_class(code),
+            Self::InProcess(m) => m.code_class(code),
         }
     }
 
@@ -356,7 +438,7 @@ impl Gateway {
     pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
         match self {
             Self::Http(g) => g.status(provider_message_id).await,
-            Self::Mock(_) => None,
+            Self::InProcess(_) => None,
         }
     }
 }

@@ -12,8 +12,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor, wire_id};
 use crate::config::ProviderKind;
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor, wire_id};
 
 /// Fields of the send body that are Meta's envelope, not the message object.
 const ENVELOPE: &[&str] = &[

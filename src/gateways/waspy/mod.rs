@@ -1,0 +1,35 @@
+//! Waspy: the send adapter and its error table ([`send`]) and the simulator's routes
+//! (`simulator`), which the in-process `mock` provider borrows too.
+
+pub mod send;
+pub(crate) mod simulator;
+
+pub use send::Waspy;
+
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use crate::config::ProviderKind;
+
+/// Waspy's API.
+pub struct WaspyGateway;
+
+impl Gateway for WaspyGateway {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Waspy
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // `Idempotency-Key`, 24 h: a repeat is answered from Waspy's cache.
+            idempotency: true,
+            // The channel's phoneNumberId.
+            needs_sender: true,
+            // `GET /api/v2/messages/{id}`.
+            polling: true,
+            remote: true,
+        }
+    }
+
+    fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
+        setup.over_http(|sender, key| Box::new(Waspy::new(sender, key)))
+    }
+}

@@ -1,0 +1,33 @@
+//! Whaapy: the send adapter and its error table ([`send`]) and the simulator's routes
+//! (`simulator`).
+
+pub mod send;
+pub(crate) mod simulator;
+
+pub use send::Whaapy;
+
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use crate::config::ProviderKind;
+
+/// Whaapy's API.
+pub struct WhaapyGateway;
+
+impl Gateway for WhaapyGateway {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Whaapy
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            idempotency: false,
+            // The API key selects the account and its number.
+            needs_sender: false,
+            polling: false,
+            remote: true,
+        }
+    }
+
+    fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
+        setup.over_http(|_sender, key| Box::new(Whaapy::new(key)))
+    }
+}
