@@ -26,13 +26,13 @@
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`gateways`] owns the gateways, one folder each (`gateways/<name>/`): the send adapter
 //!   and its error table behind the [`gateways::Adapter`] seam (canonical job → HTTP request,
-//!   HTTP response → classified result) and the mock gateway's routes for its API, tied
-//!   together by its [`gateways::Gateway`], which says what it can do. A registry maps the
+//!   HTTP response → classified result), the webhook format of its status receipts behind
+//!   [`gateways::WebhookFormat`] (signature check, parser, and the renderer the mock uses),
+//!   and the mock gateway's routes for its API, tied together by its [`gateways::Gateway`],
+//!   which says what it can do. A registry maps the
 //!   provider name to it; `gateways/simulator/` is the mock gateway's shared core. Adding a
 //!   sixth gateway is one folder plus one registry line (and its name in
 //!   [`config::ProviderKind`]).
-//! - [`receipts`] owns the status webhooks coming back from gateways: per gateway, the
-//!   signature check and the parser of its receipt format (and the renderer the mock uses).
 //! - [`tracking`] owns what happens after `sent`: the Redis record that maps a provider message
 //!   id to its job, and the status order receipts are applied in.
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
@@ -49,7 +49,6 @@ pub mod job;
 pub mod metrics;
 pub mod outcome;
 pub mod ratelimit;
-pub mod receipts;
 pub mod retry;
 pub mod tracking;
 pub mod worker;

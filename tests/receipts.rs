@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{HOOK_SECRET, Proxy, TestApp, VERIFY_TOKEN, header, host_port, unique_prefix};
 use mensajero::config::{MockOptions, ProviderKind, Secret};
+use mensajero::gateways::webhook::{self as receipts, Receipt, ReceiptError};
 use mensajero::outcome::{Outcome, Status};
-use mensajero::receipts::{self, Receipt, ReceiptError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

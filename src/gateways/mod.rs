@@ -1,9 +1,9 @@
 //! Gateways (SPEC §8): one folder per gateway API, behind one seam.
 //!
 //! A gateway's folder (`gateways/<name>/`) holds everything about it: `send.rs`, its
-//! [`Adapter`] and error table; `simulator.rs`, the routes the mock gateway speaks its API
-//! with; and `mod.rs`, its [`Gateway`]: what it can do ([`Capabilities`]) and how a channel
-//! sends through it. [`gateway`] maps a provider name to it, [`registry`] walks them all:
+//! [`Adapter`] and error table; `webhook.rs`, its [`WebhookFormat`] (verify, parse, render,
+//! sign); `simulator.rs`, the routes the mock gateway speaks its API with; and `mod.rs`, its
+//! [`Gateway`]: what it can do ([`Capabilities`]) and how a channel sends through it. [`gateway`] maps a provider name to it, [`registry`] walks them all:
 //! shared code asks a gateway, it never names one.
 //!
 //! An [`Adapter`] is pure: it turns a canonical [`Job`] into an [`HttpCall`] and an
@@ -18,6 +18,7 @@ pub mod seven;
 pub mod simulator;
 pub mod waspy;
 pub mod wazzup;
+pub mod webhook;
 pub mod whaapy;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
+pub use webhook::WebhookFormat;
 
 /// Everything shared code may ask about one gateway. One implementation per gateway folder,
 /// a unit struct in its `mod.rs`; [`gateway`] finds it by provider name.
@@ -43,6 +45,10 @@ pub trait Gateway: Send + Sync + 'static {
     /// channel's `base_url` ([`ChannelSetup::over_http`]), or, for the in-process `mock`,
     /// the simulator itself.
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway>;
+
+    /// Its webhooks: how the listener authenticates them, how the receipt consumer reads
+    /// them, how the simulator writes them.
+    fn webhook(&self) -> &'static dyn WebhookFormat;
 }
 
 /// What a gateway can do. Shared code decides by these, never by the gateway's name.
@@ -588,31 +594,118 @@ pub fn class_for_status(status: u16) -> ErrorClass {
 mod tests {
     use super::*;
 
-    fn channel(provider: &str) -> ChannelConfig {
-        toml::from_str(&format!("provider = \"{provider}\"")).expect("channel config")
+    use chrono::{TimeZone, Utc};
+
+    use super::webhook::{Parsed, Receipt, WebhookRequest};
+    use crate::outcome::Status;
+
+    /// Every provider name, each with a code its gateway's error table knows (the mock's
+    /// receipts carry Waspy's codes) and the class the table gives it.
+    const KNOWN_CODES: [(ProviderKind, &str, ErrorClass); 6] = [
+        (ProviderKind::Meta, "131047", ErrorClass::WindowExpired),
+        (
+            ProviderKind::Waspy,
+            "SERVICE_WINDOW_EXPIRED",
+            ErrorClass::WindowExpired,
+        ),
+        (ProviderKind::Whaapy, "131047", ErrorClass::WindowExpired),
+        (ProviderKind::Wazzup, "BAD_CONTACT", ErrorClass::Rejected),
+        (ProviderKind::Seven, "7002001", ErrorClass::WindowExpired),
+        (
+            ProviderKind::Mock,
+            "SERVICE_WINDOW_EXPIRED",
+            ErrorClass::WindowExpired,
+        ),
+    ];
+
+    /// A gateway's channel, configured with the least that every gateway accepts.
+    fn connect(gateway: &dyn Gateway) -> ChannelGateway {
+        let config: ChannelConfig = toml::from_str(&format!(
+            "provider = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\nsender = \"106540352242922\"",
+            gateway.kind().as_str()
+        ))
+        .expect("channel config");
+        gateway
+            .connect(ChannelSetup {
+                name: "unit",
+                config: &config,
+                api_key: Some(Secret::new("unit-key")),
+                webhook_secret: None,
+            })
+            .unwrap_or_else(|e| panic!("{:?}: {e}", gateway.kind()))
     }
 
-    /// Every real gateway's adapter.
+    /// Every real gateway's adapter, through the registry.
     fn adapters() -> Vec<Box<dyn Adapter>> {
-        let key = || Secret::new("unit-key");
-        vec![
-            Box::new(meta::Meta::new(
-                "106540352242922".into(),
-                key(),
-                &channel("meta"),
-            )),
-            Box::new(waspy::Waspy::new(
-                "550e8400-e29b-41d4-a716-446655440000".into(),
-                key(),
-            )),
-            Box::new(wazzup::Wazzup::new(
-                "e0629e11-0f67-4567-92a9-2237e91ec1b9".into(),
-                key(),
-                &channel("wazzup"),
-            )),
-            Box::new(seven::Seven::new("491701234567".into(), key())),
-            Box::new(whaapy::Whaapy::new(key())),
-        ]
+        registry()
+            .filter_map(|gateway| match connect(gateway) {
+                ChannelGateway::Http(http) => Some(http.adapter),
+                ChannelGateway::InProcess(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_provider_is_registered_once_and_maps_to_itself() {
+        assert_eq!(registry().count(), KNOWN_CODES.len());
+        for (kind, _, _) in KNOWN_CODES {
+            assert_eq!(
+                registry().filter(|g| g.kind() == kind).count(),
+                1,
+                "{kind:?}"
+            );
+            assert_eq!(gateway(kind).kind(), kind);
+        }
+    }
+
+    /// What each gateway must bring: a channel built from a minimal configuration that is
+    /// called over HTTP exactly when the gateway says it is remote, an error table, and a
+    /// webhook format whose rendered receipt, signed, verifies and parses back (what the mock
+    /// gateway does, then the listener and the consumer).
+    #[test]
+    fn every_registered_gateway_brings_its_whole_seam() {
+        let secret = Secret::new("shared-secret");
+        let now = Utc.timestamp_opt(1_790_000_000, 0).unwrap();
+        let url = "https://hooks.example.com/webhooks/ch";
+        for (kind, code, class) in KNOWN_CODES {
+            let gateway = gateway(kind);
+            let channel = connect(gateway);
+            assert_eq!(channel.provider(), kind);
+            assert_eq!(
+                matches!(channel, ChannelGateway::Http(_)),
+                gateway.capabilities().remote,
+                "{kind:?}"
+            );
+            assert_eq!(channel.code_class(code), Some(class), "{kind:?} {code}");
+
+            let format = gateway.webhook();
+            let receipt = Receipt {
+                provider_message_id: format!("{}-msg-1", kind.as_str()),
+                status: Status::Delivered,
+                job_id: None,
+                error: None,
+                occurred_at: Some(now),
+            };
+            let body = format.render(&receipt);
+            let headers: HeaderMap = format
+                .sign(&secret, "POST", url, &body, now)
+                .into_iter()
+                .collect();
+            let request = WebhookRequest {
+                method: "POST",
+                url,
+                headers: &headers,
+                query: None,
+                body: &body,
+            };
+            assert_eq!(format.verify(&secret, &request, now), Ok(()), "{kind:?}");
+            let other = Secret::new("other-secret");
+            assert!(format.verify(&other, &request, now).is_err(), "{kind:?}");
+            assert!(!format.is_probe(&body), "{kind:?}");
+            let expected = Ok(Parsed::Receipts(vec![receipt]));
+            assert_eq!(format.parse(&body, &headers), expected, "{kind:?}");
+            assert_eq!(webhook::parse(kind, &body), expected, "{kind:?}");
+        }
     }
 
     fn reply(status: u16, body: &'static [u8]) -> HttpReply {

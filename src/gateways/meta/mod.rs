@@ -1,12 +1,13 @@
-//! Meta's WhatsApp Cloud API: the send adapter and its error table ([`send`]) and the
-//! simulator's Graph API routes (`simulator`).
+//! Meta's WhatsApp Cloud API: the send adapter and its error table ([`send`]), the webhook
+//! format ([`webhook`]) and the simulator's Graph API routes (`simulator`).
 
 pub mod send;
 pub(crate) mod simulator;
+pub mod webhook;
 
 pub use send::Meta;
 
-use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
 /// Meta's Cloud API.
@@ -31,5 +32,9 @@ impl Gateway for MetaGateway {
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
         let channel = setup.config;
         setup.over_http(|sender, key| Box::new(Meta::new(sender, key, channel)))
+    }
+
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &webhook::Format
     }
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::simulator::{Call, Decision, MockCore, ReceiptsFor, injected};
 use super::{
-    Accepted, Capabilities, ChannelGateway, ChannelSetup, Gateway, SendContext, SendResult, waspy,
+    Accepted, Capabilities, ChannelGateway, ChannelSetup, Gateway, SendContext, SendResult,
+    WebhookFormat, waspy,
 };
 use crate::config::{MockOptions, ProviderKind, Secret};
 use crate::job::Job;
@@ -36,6 +37,11 @@ impl Gateway for MockGateway {
             setup.config.mock.clone(),
             setup.webhook_secret,
         )))
+    }
+
+    /// Its receipts are in Waspy's format.
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &waspy::webhook::Format
     }
 }
 

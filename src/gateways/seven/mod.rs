@@ -1,12 +1,13 @@
-//! seven.io: the send adapter and its error table ([`send`]) and the simulator's routes
-//! (`simulator`).
+//! seven.io: the send adapter and its error table ([`send`]), the webhook format ([`webhook`])
+//! and the simulator's routes (`simulator`).
 
 pub mod send;
 pub(crate) mod simulator;
+pub mod webhook;
 
 pub use send::Seven;
 
-use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
 /// seven.io's WhatsApp API.
@@ -32,5 +33,9 @@ impl Gateway for SevenGateway {
 
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
         setup.over_http(|sender, key| Box::new(Seven::new(sender, key)))
+    }
+
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &webhook::Format
     }
 }

@@ -1,12 +1,14 @@
-//! Waspy: the send adapter and its error table ([`send`]) and the simulator's routes
-//! (`simulator`), which the in-process `mock` provider borrows too.
+//! Waspy: the send adapter and its error table ([`send`]), the webhook format ([`webhook`])
+//! and the simulator's routes (`simulator`); the in-process `mock` provider borrows all but
+//! the routes.
 
 pub mod send;
 pub(crate) mod simulator;
+pub mod webhook;
 
 pub use send::Waspy;
 
-use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
 /// Waspy's API.
@@ -31,5 +33,9 @@ impl Gateway for WaspyGateway {
 
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
         setup.over_http(|sender, key| Box::new(Waspy::new(sender, key)))
+    }
+
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &webhook::Format
     }
 }

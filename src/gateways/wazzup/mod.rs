@@ -1,12 +1,13 @@
-//! Wazzup24: the send adapter and its error table ([`send`]) and the simulator's routes
-//! (`simulator`).
+//! Wazzup24: the send adapter and its error table ([`send`]), the webhook format
+//! ([`webhook`]) and the simulator's routes (`simulator`).
 
 pub mod send;
 pub(crate) mod simulator;
+pub mod webhook;
 
 pub use send::Wazzup;
 
-use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
 /// Wazzup24's API.
@@ -32,5 +33,9 @@ impl Gateway for WazzupGateway {
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
         let channel = setup.config;
         setup.over_http(|sender, key| Box::new(Wazzup::new(sender, key, channel)))
+    }
+
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &webhook::Format
     }
 }

@@ -1,12 +1,13 @@
-//! Whaapy: the send adapter and its error table ([`send`]) and the simulator's routes
-//! (`simulator`).
+//! Whaapy: the send adapter and its error table ([`send`]), the webhook format ([`webhook`])
+//! and the simulator's routes (`simulator`).
 
 pub mod send;
 pub(crate) mod simulator;
+pub mod webhook;
 
 pub use send::Whaapy;
 
-use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway};
+use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
 /// Whaapy's API.
@@ -29,5 +30,9 @@ impl Gateway for WhaapyGateway {
 
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
         setup.over_http(|_sender, key| Box::new(Whaapy::new(key)))
+    }
+
+    fn webhook(&self) -> &'static dyn WebhookFormat {
+        &webhook::Format
     }
 }

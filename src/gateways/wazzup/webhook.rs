@@ -13,14 +13,16 @@
 //!   object has Wazzup's error-body shape `{"error": "BAD_CONTACT", "description": …}` (`code`
 //!   and `message` are accepted too), or is a bare code string.
 
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, constant_time_eq,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    constant_time_eq,
+};
 use crate::outcome::Status;
 
 /// Wazzup's status words. `edited` (and anything unknown) is skipped.
@@ -144,13 +146,50 @@ pub fn sign(secret: &Secret) -> Vec<(HeaderName, HeaderValue)> {
     .collect()
 }
 
+/// Wazzup24's webhook format.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    fn is_probe(&self, body: &[u8]) -> bool {
+        matches!(parse(body), Ok(Parsed::Probe))
+    }
+
+    fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        parse(body)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const CRM_KEY: &str = "crm-key-123";
 

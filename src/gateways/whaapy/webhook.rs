@@ -15,14 +15,15 @@
 //!   the shape accepted.
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, hmac_sha256_hex,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    hmac_sha256_hex,
+};
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
@@ -244,13 +245,54 @@ pub fn sign(secret: &Secret, body: &[u8], now: DateTime<Utc>) -> Vec<(HeaderName
     .collect()
 }
 
+/// Whaapy's webhook format.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    /// The event name may be only in `X-Webhook-Event`.
+    fn kept_headers(&self) -> &'static [&'static str] {
+        &[EVENT_HEADER]
+    }
+
+    fn parse(&self, body: &[u8], headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        let event = headers
+            .get(EVENT_HEADER)
+            .and_then(|value| value.to_str().ok());
+        parse_with_event(body, event)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret, body, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const SECRET: &str = "whsec_whaapy";
 
@@ -329,6 +371,20 @@ mod tests {
         let body = br#"{"data":{"id":"m1","status":"sent","errorCode":"x"}}"#;
         assert_eq!(receipts(body)[0].status, Status::Sent);
         assert_eq!(receipts(body)[0].error, None);
+    }
+
+    /// The listener keeps `X-Webhook-Event` with the body: the format's parser reads it.
+    #[test]
+    fn the_format_reads_the_kept_event_header() {
+        let body = br#"{"data":{"id":"m1"}}"#;
+        let headers = testing::headers(&[("X-Webhook-Event", "message.read")]);
+        assert_eq!(Format.kept_headers(), &[EVENT_HEADER]);
+        assert!(Format.parse(body, &HeaderMap::new()).is_err());
+        let Ok(Parsed::Receipts(receipts)) = Format.parse(body, &headers) else {
+            panic!("not receipts");
+        };
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].status, Status::Read);
     }
 
     #[test]
