@@ -23,6 +23,7 @@ pub mod whaapy;
 
 use std::time::Duration;
 
+use axum::Router;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -30,6 +31,7 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
+use simulator::MockCore;
 pub use webhook::WebhookFormat;
 
 /// Everything shared code may ask about one gateway. One implementation per gateway folder,
@@ -49,6 +51,15 @@ pub trait Gateway: Send + Sync + 'static {
     /// Its webhooks: how the listener authenticates them, how the receipt consumer reads
     /// them, how the simulator writes them.
     fn webhook(&self) -> &'static dyn WebhookFormat;
+
+    /// The simulator's routes speaking this gateway's API (`mensajero mock-gateway` merges
+    /// every gateway's); `None` for the in-process mock, which has no API of its own.
+    fn simulator(&self) -> Option<Router<MockCore>>;
+
+    /// How this API writes the simulator's message id `id` in its answers and receipts.
+    fn wire_id(&self, id: &str) -> String {
+        id.to_owned()
+    }
 }
 
 /// What a gateway can do. Shared code decides by these, never by the gateway's name.
@@ -659,9 +670,10 @@ mod tests {
     }
 
     /// What each gateway must bring: a channel built from a minimal configuration that is
-    /// called over HTTP exactly when the gateway says it is remote, an error table, and a
-    /// webhook format whose rendered receipt, signed, verifies and parses back (what the mock
-    /// gateway does, then the listener and the consumer).
+    /// called over HTTP exactly when the gateway says it is remote, an error table, simulator
+    /// routes (all but the in-process mock), and a webhook format whose rendered receipt,
+    /// signed, verifies and parses back (what the mock gateway does, then the listener and
+    /// the consumer).
     #[test]
     fn every_registered_gateway_brings_its_whole_seam() {
         let secret = Secret::new("shared-secret");
@@ -677,6 +689,12 @@ mod tests {
                 "{kind:?}"
             );
             assert_eq!(channel.code_class(code), Some(class), "{kind:?} {code}");
+            // Every gateway called over HTTP has an API the simulator speaks.
+            assert_eq!(
+                gateway.simulator().is_some(),
+                gateway.capabilities().remote,
+                "{kind:?}"
+            );
 
             let format = gateway.webhook();
             let receipt = Receipt {

@@ -2,11 +2,14 @@
 //! format ([`webhook`]) and the simulator's Graph API routes (`simulator`).
 
 pub mod send;
-pub(crate) mod simulator;
+mod simulator;
 pub mod webhook;
 
 pub use send::Meta;
 
+use axum::Router;
+
+use super::simulator::MockCore;
 use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
@@ -36,5 +39,13 @@ impl Gateway for MetaGateway {
 
     fn webhook(&self) -> &'static dyn WebhookFormat {
         &webhook::Format
+    }
+
+    fn simulator(&self) -> Option<Router<MockCore>> {
+        Some(simulator::routes())
+    }
+
+    fn wire_id(&self, id: &str) -> String {
+        simulator::wire_id(id)
     }
 }

@@ -3,6 +3,7 @@
 //! error table classifies its scripted errors and the codes of its receipts, and its receipts
 //! are in Waspy's webhook format. It has no simulator routes of its own.
 
+use axum::Router;
 use serde_json::Value;
 
 use super::simulator::{Call, Decision, MockCore, ReceiptsFor, injected};
@@ -42,6 +43,10 @@ impl Gateway for MockGateway {
     /// Its receipts are in Waspy's format.
     fn webhook(&self) -> &'static dyn WebhookFormat {
         &waspy::webhook::Format
+    }
+
+    fn simulator(&self) -> Option<Router<MockCore>> {
+        None
     }
 }
 

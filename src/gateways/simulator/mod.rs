@@ -60,7 +60,7 @@ use serde_json::{Value, json};
 pub use receipts::{MAX_PENDING, RETRY_DELAYS, SentMessage};
 pub use script::{InjectedError, Script, Target};
 
-use super::{meta, seven, waspy, wazzup, whaapy};
+use super::{gateway, registry};
 use crate::config::{MockOptions, ProviderKind, ScriptRule, Secret};
 use crate::retry::Failure;
 
@@ -99,14 +99,6 @@ pub struct ReceiptsFor {
     /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
     /// `foreign_id`), if anything.
     pub job_id: Option<String>,
-}
-
-/// The message id `provider`'s API answers for the simulator's id `id` (Meta's `wamid.…`).
-pub fn wire_id(provider: ProviderKind, id: &str) -> String {
-    match provider {
-        ProviderKind::Meta => format!("wamid.{id}"),
-        _ => id.to_string(),
-    }
 }
 
 /// Counters a test or benchmark reads back.
@@ -245,7 +237,7 @@ impl MockCore {
         drop(inner);
         if let Some(receipts) = call.receipts {
             self.send_receipts(SentMessage {
-                provider_message_id: wire_id(receipts.provider, &id),
+                provider_message_id: gateway(receipts.provider).wire_id(&id),
                 receipts,
             });
         }
@@ -313,7 +305,8 @@ pub(crate) fn injected(status: u16) -> Failure {
     }
 }
 
-/// The simulator as an HTTP server speaking Waspy's API, until `shutdown` resolves.
+/// The simulator as an HTTP server speaking every gateway's API ([`router`]), until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     core: MockCore,
@@ -324,16 +317,13 @@ pub async fn serve(
         .await
 }
 
-/// Every simulated gateway API plus `GET /_mock/stats`. Each provider's routes live in its
-/// own folder (`gateways/<name>/simulator.rs`) and answer with that gateway's own paths and
-/// bodies.
+/// Every registered gateway's simulated API plus `GET /_mock/stats` and `/_mock/script`. Each
+/// gateway's routes live in its own folder (`gateways/<name>/simulator.rs`) and answer with
+/// that gateway's own paths and bodies.
 pub fn router(core: MockCore) -> Router {
-    Router::new()
-        .merge(waspy::simulator::routes())
-        .merge(meta::simulator::routes())
-        .merge(wazzup::simulator::routes())
-        .merge(seven::simulator::routes())
-        .merge(whaapy::simulator::routes())
+    registry()
+        .filter_map(|gateway| gateway.simulator())
+        .fold(Router::new(), Router::merge)
         .route("/_mock/stats", get(stats))
         .route(
             "/_mock/script",
@@ -416,7 +406,7 @@ mod tests {
             ..MockOptions::default()
         });
         let call = Call {
-            path: waspy::simulator::PATH.to_string(),
+            path: crate::gateways::waspy::simulator::PATH.to_string(),
             to: Some("+5491100000001".into()),
             key: Some("k-1".into()),
             body: Value::Null,

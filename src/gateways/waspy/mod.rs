@@ -8,6 +8,9 @@ pub mod webhook;
 
 pub use send::Waspy;
 
+use axum::Router;
+
+use super::simulator::MockCore;
 use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
@@ -37,5 +40,9 @@ impl Gateway for WaspyGateway {
 
     fn webhook(&self) -> &'static dyn WebhookFormat {
         &webhook::Format
+    }
+
+    fn simulator(&self) -> Option<Router<MockCore>> {
+        Some(simulator::routes())
     }
 }

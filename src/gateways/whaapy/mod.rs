@@ -2,11 +2,14 @@
 //! and the simulator's routes (`simulator`).
 
 pub mod send;
-pub(crate) mod simulator;
+mod simulator;
 pub mod webhook;
 
 pub use send::Whaapy;
 
+use axum::Router;
+
+use super::simulator::MockCore;
 use super::{Capabilities, ChannelGateway, ChannelSetup, Gateway, WebhookFormat};
 use crate::config::ProviderKind;
 
@@ -34,5 +37,9 @@ impl Gateway for WhaapyGateway {
 
     fn webhook(&self) -> &'static dyn WebhookFormat {
         &webhook::Format
+    }
+
+    fn simulator(&self) -> Option<Router<MockCore>> {
+        Some(simulator::routes())
     }
 }
