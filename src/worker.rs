@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::broker::{self, Carried, DeadLetter, PublishError, Publisher, Topology};
 use crate::config::{ChannelConfig, Config, OnAmbiguous};
 use crate::dedupe::{Claim, ClaimRequest, Dedupe, DedupeError, Record};
-use crate::gateways::{ChannelGateway, SendContext};
+use crate::gateways::{self, ChannelGateway, SendContext};
 use crate::http::{self, HttpState, Live};
 use crate::job::{self, Job};
 use crate::metrics::Metrics;
@@ -787,7 +787,7 @@ impl<'a> JobTask<'a> {
             owner: &owner,
             lease: config.worker.lease,
             window: self.channel.config.dedupe_window,
-            take_over_live: own_copy && provider.has_idempotency(),
+            take_over_live: own_copy && gateways::gateway(provider).capabilities().idempotency,
             restart_failed: self.carried.replay,
         };
 
@@ -810,8 +810,8 @@ impl<'a> JobTask<'a> {
         // resumes it as possibly sent: retried on its own channel, never failed over. Only a
         // gateway without idempotency under `on_ambiguous = "fail"` would fail such a job, so
         // that case keeps the separate call.
-        let begin_with_claim =
-            provider.has_idempotency() || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
+        let begin_with_claim = gateways::gateway(provider).capabilities().idempotency
+            || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
         let mut begun: bool;
 
         // Whether the last attempt may have reached the gateway, for whoever resumes the job.
@@ -837,7 +837,7 @@ impl<'a> JobTask<'a> {
                     // must never be failed over to another gateway (SPEC §4).
                     self.carried.maybe_sent |= was_ambiguous;
                     if was_ambiguous
-                        && !provider.has_idempotency()
+                        && !gateways::gateway(provider).capabilities().idempotency
                         && self.channel.config.on_ambiguous == OnAmbiguous::Fail
                     {
                         let failure = Failure::new(
