@@ -4,7 +4,9 @@
 //! - **Auth**: `Authorization: Bearer <crmKey>`, the channel's webhook secret, compared in
 //!   constant time. Wazzup has no HMAC.
 //! - **Probe**: setting the webhook makes Wazzup POST `{"test":true}` first, which must get 200
-//!   and publishes nothing: [`Parsed::Probe`].
+//!   and publishes nothing: [`Parsed::Probe`]. Only exactly that JSON object (whitespace aside)
+//!   is a probe, answered before authentication; a body with any other field is authenticated
+//!   and read like every other.
 //! - **Body**: `{"statuses":[{"messageId","timestamp","status","error"}]}`, possibly with
 //!   `messages` (inbound, ignored) in the same POST. `messageId` is the id of the send answer.
 //!   `status` is `sent|delivered|read|error|edited`: `error` is a failure, `edited` is not a
@@ -55,10 +57,15 @@ pub fn verify(secret: &Secret, request: &WebhookRequest<'_>) -> Result<(), AuthE
     }
 }
 
+/// Whether the body is Wazzup's probe: the object `{"test": true}` and nothing else.
+fn probe(root: &Object) -> bool {
+    root.len() == 1 && root.get("test") == Some(&Value::Bool(true))
+}
+
 /// Read the statuses (or the probe) in a webhook body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
-    if root.get("test") == Some(&Value::Bool(true)) {
+    if probe(&root) {
         return Ok(Parsed::Probe);
     }
     let statuses = fields::opt_array(&root, "statuses", "")?.unwrap_or_default();
@@ -160,7 +167,7 @@ impl WebhookFormat for Format {
     }
 
     fn is_probe(&self, body: &[u8]) -> bool {
-        matches!(parse(body), Ok(Parsed::Probe))
+        fields::body_object(body).is_ok_and(|root| probe(&root))
     }
 
     fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
@@ -254,6 +261,30 @@ mod tests {
     fn the_test_call_is_a_probe() {
         assert_eq!(parse(br#"{"test":true}"#), Ok(Parsed::Probe));
         assert_eq!(parse(br#"{"test":false}"#), Ok(Parsed::Receipts(vec![])));
+    }
+
+    /// Only exactly `{"test":true}` is answered before authentication: anything more is
+    /// authenticated, and its statuses are read.
+    #[test]
+    fn only_the_bare_test_object_is_a_probe() {
+        for body in [r#"{"test":true}"#, " {\n  \"test\" : true\n} "] {
+            assert!(Format.is_probe(body.as_bytes()), "{body}");
+        }
+        for body in [
+            r#"{"test":true,"statuses":[]}"#,
+            r#"{"test":true,"x":1}"#,
+            r#"{"test":"true"}"#,
+            r#"{"test":1}"#,
+            r#"{"test":false}"#,
+            r#"[{"test":true}]"#,
+            r#"{}"#,
+            "not json",
+        ] {
+            assert!(!Format.is_probe(body.as_bytes()), "{body}");
+        }
+        let body = br#"{"test":true,"statuses":[{"messageId":"m","status":"read"}]}"#;
+        assert_eq!(receipts(body).len(), 1);
+        assert_eq!(receipts(body)[0].status, Status::Read);
     }
 
     #[test]
