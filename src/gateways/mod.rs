@@ -3,8 +3,10 @@
 //! A gateway's folder (`gateways/<name>/`) holds everything about it: `send.rs`, its
 //! [`Adapter`] and error table; `webhook.rs`, its [`WebhookFormat`] (verify, parse, render,
 //! sign); `simulator.rs`, the routes the mock gateway speaks its API with; and `mod.rs`, its
-//! [`Gateway`]: what it can do ([`Capabilities`]) and how a channel sends through it. [`gateway`] maps a provider name to it, [`registry`] walks them all:
-//! shared code asks a gateway, it never names one.
+//! [`Gateway`]: what it can do ([`Capabilities`]) and how a channel sends through it.
+//! [`gateway`] maps a provider name to it, [`registry`] walks them all: shared code asks a
+//! gateway, it never names one. `simulator/` is the mock gateway's shared core; `mock/` the
+//! in-process `mock` provider, which borrows Waspy's formats.
 //!
 //! An [`Adapter`] is pure: it turns a canonical [`Job`] into an [`HttpCall`] and an
 //! [`HttpReply`] into an [`Accepted`] or a classified [`Failure`]. It knows nothing of

@@ -36,10 +36,11 @@
 //! With `receipts_url` and `delivered_after` and/or `read_after`, every fresh send (not a
 //! replay) is followed by `delivered` / `read` webhooks to that URL, in the called API's
 //! webhook format and signed with the webhook secret the way that gateway signs them
-//! ([`super::WebhookFormat::render`], [`super::WebhookFormat::sign`]). The ids are those the send
-//! answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
+//! ([`super::WebhookFormat::render`], [`super::WebhookFormat::sign`]). The ids are those the
+//! send answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
 //! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried for
-//! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs (see `simulator/receipts.rs`).
+//! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs
+//! (see `simulator/receipts.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -155,8 +155,8 @@ pub const ERROR_TABLE: &[(Key, ErrorClass)] = &[
     (Key::Status(500), ErrorClass::Transient),
 ];
 
-/// Meta's per-user marketing limit, which waits at least [`gateways::meta::send::MARKETING_LIMIT_WAIT`]
-/// here too, since the code means the same.
+/// Meta's per-user marketing limit, which waits at least
+/// [`gateways::meta::send::MARKETING_LIMIT_WAIT`] here too, since the code means the same.
 const MARKETING_LIMIT_CODE: u32 = 131049;
 
 /// The Whaapy adapter for one channel (one Whaapy account).

@@ -9,10 +9,10 @@
 //!   overrides what the signed body says. Inbound and other events carry no receipt.
 //! - **Assumptions** (Whaapy does not document the payload): the message id, which is the
 //!   `data.id` / `messages[0].id` UUID of the send answer, is the first of `data.id`,
-//!   `data.messageId`, `messageId`, `data.message.id`; a `failed` is explained by `data.error` (`{"code","message"}` as
-//!   in Whaapy's error bodies, or a string) or by `data.errorCode`/`data.errorMessage`; the
-//!   time is `data.timestamp`, else `timestamp`, else `data.updatedAt`. The tests' `FIXTURE` is
-//!   the shape accepted.
+//!   `data.messageId`, `messageId`, `data.message.id`; a `failed` is explained by `data.error`
+//!   (`{"code","message"}` as in Whaapy's error bodies, or a string) or by
+//!   `data.errorCode`/`data.errorMessage`; the time is `data.timestamp`, else `timestamp`,
+//!   else `data.updatedAt`. The tests' `FIXTURE` is the shape accepted.
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
