@@ -3,10 +3,11 @@
 # Usage: scripts/fuzz.sh [seconds] [target…]
 #
 # Targets: job_parse (job::parse), receipt_meta / receipt_waspy / receipt_whaapy /
-# receipt_wazzup / receipt_seven (each gateway's receipt parser), receipt_verify (webhook
-# authentication with arbitrary headers, for every provider). Seeds are in fuzz/corpus/<target>
-# and stay untouched: what the fuzzer finds goes to fuzz/target/corpus/<target>, crashes to
-# fuzz/artifacts/<target>/ (reproduce one with `cargo +nightly fuzz run <target> <file>`).
+# receipt_wazzup / receipt_seven (each gateway's receipt parser, in
+# src/gateways/<name>/webhook.rs), receipt_verify (webhook authentication with arbitrary
+# headers, for every provider). Seeds are in fuzz/corpus/<target> and stay untouched: what
+# the fuzzer finds goes to fuzz/target/corpus/<target>, crashes to fuzz/artifacts/<target>/
+# (reproduce one with `cargo +nightly fuzz run <target> <file>`).
 #
 # Needs cargo-fuzz (installed from crates.io when missing) and a nightly toolchain; without
 # one, stable is asked to accept the nightly flags (RUSTC_BOOTSTRAP=1). The sanitizer is

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Value;
 
+use crate::gateways;
+
 /// The defaults shipped in the binary, so it runs without any file next to it.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -153,14 +155,6 @@ impl ProviderKind {
             Self::Meta => "meta",
             Self::Mock => "mock",
         }
-    }
-
-    /// Whether the gateway deduplicates a repeated request by our idempotency key, which
-    /// makes resending after an ambiguous failure safe. Not seven.io: SPEC §4 counts its
-    /// `foreign_id` as idempotency, but its document only says the id is echoed in status
-    /// callbacks, never that a repeat is refused, so its channels follow `on_ambiguous`.
-    pub fn has_idempotency(self) -> bool {
-        matches!(self, Self::Waspy | Self::Wazzup | Self::Mock)
     }
 }
 
@@ -616,7 +610,9 @@ impl Config {
                         .into(),
                 );
             }
-            if ch.provider != ProviderKind::Mock {
+            // What the channel's gateway can do decides what it must configure.
+            let can = gateways::gateway(ch.provider).capabilities();
+            if can.remote {
                 match &ch.base_url {
                     None => push(at("base_url"), "required for this provider".into()),
                     Some(url) if reqwest::Url::parse(url).is_err() => {
@@ -624,8 +620,8 @@ impl Config {
                     }
                     Some(_) => {}
                 }
-                // Whaapy's API key selects the sending account; every other gateway needs one.
-                if ch.sender.is_none() && ch.provider != ProviderKind::Whaapy {
+                // A gateway whose API key selects the sending account (Whaapy) needs none.
+                if ch.sender.is_none() && can.needs_sender {
                     push(at("sender"), "required for this provider".into());
                 }
                 match &ch.api_key_env {
@@ -681,10 +677,17 @@ impl Config {
                     push(at("failover"), format!("unknown channel `{other}`"));
                 }
             }
-            if ch.poll_after.is_some() && ch.provider != ProviderKind::Waspy {
+            if ch.poll_after.is_some() && !can.polling {
+                let pollable: Vec<&str> = gateways::registry()
+                    .filter(|g| g.capabilities().polling)
+                    .map(|g| g.kind().as_str())
+                    .collect();
                 push(
                     at("poll_after"),
-                    "only Waspy offers a status endpoint to poll".into(),
+                    format!(
+                        "only {} offers a status endpoint to poll",
+                        pollable.join(", ")
+                    ),
                 );
             }
             if !(0.0..=1.0).contains(&ch.mock.error_rate) {

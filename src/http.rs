@@ -1,11 +1,13 @@
 //! The worker's HTTP listener (SPEC §6, §9): `/healthz`, `/readyz`, `/metrics` and
 //! `/webhooks/{channel}`.
 //!
-//! A webhook is authenticated the channel's provider's way, then its raw body is published
-//! with confirms to the webhooks queue, and only then answered 200: a receipt is durable
-//! before the gateway lets go of it, whatever happens to Redis or to this process next. The
-//! listener parses nothing but Wazzup's `{"test":true}` probe; the receipt consumer reads the
-//! body later (and dead-letters what it cannot read), so the answer stays fast under load.
+//! A webhook is authenticated the way the channel's gateway signs them (its
+//! [`WebhookFormat`]), then its raw body is published with confirms to the webhooks queue,
+//! together with the request headers the format keeps, and only then answered 200: a receipt
+//! is durable before the gateway lets go of it, whatever happens to Redis or to this process
+//! next. The listener parses nothing but a format's connectivity probe; the receipt consumer
+//! reads the body later (and dead-letters what it cannot read), so the answer stays fast
+//! under load.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,15 +28,30 @@ use tracing::{debug, warn};
 
 use crate::broker::{Publisher, Topology, headers as amqp_headers};
 use crate::config::{Config, ProviderKind, Secret};
+use crate::gateways::webhook::WebhookRequest;
+use crate::gateways::{self, WebhookFormat};
 use crate::metrics::Metrics;
-use crate::receipts::{self, WebhookRequest};
 
 /// Header naming the channel a receipt came in on.
 pub const CHANNEL_HEADER: &str = amqp_headers::CHANNEL;
 
-/// Header carrying the gateway's own event-name header (Whaapy's `X-Webhook-Event`), which
-/// the receipt parser may need when the body does not name the event.
+/// Prefix of the headers carrying the request headers a webhook format keeps
+/// ([`WebhookFormat::kept_headers`]): `x-mensajero-header-<lower-case name>`.
+pub const KEPT_HEADER_PREFIX: &str = "x-mensajero-header-";
+
+/// The message header that carries the kept request header `name`.
+pub fn kept_header(name: &str) -> String {
+    format!("{KEPT_HEADER_PREFIX}{}", name.to_ascii_lowercase())
+}
+
+/// Where receipts queued before kept headers had their own prefix carry the one header that
+/// was kept then, Whaapy's `X-Webhook-Event` (see [`LEGACY_KEPT_HEADERS`]). New messages
+/// never carry it.
 pub const EVENT_HEADER: &str = "x-mensajero-webhook-event";
+
+/// Message headers of receipts queued by earlier versions, with the request header each
+/// carried: still read, so that receipts waiting in the queue across an upgrade lose nothing.
+pub const LEGACY_KEPT_HEADERS: &[(&str, &str)] = &[(EVENT_HEADER, "x-webhook-event")];
 
 /// Accept-queue length asked of the kernel (it caps this at `net.core.somaxconn`). tokio's
 /// `TcpListener::bind` asks for 1,024: a burst of more new connections than that overflows the
@@ -96,6 +113,8 @@ impl Live {
 /// A channel as the listener sees it.
 struct WebhookChannel {
     provider: ProviderKind,
+    /// Its gateway's webhooks.
+    format: &'static dyn WebhookFormat,
     secret: Option<Secret>,
     verify_token: Option<Secret>,
 }
@@ -123,6 +142,7 @@ impl HttpState {
             .map(|(name, channel)| {
                 let state = WebhookChannel {
                     provider: channel.provider,
+                    format: gateways::gateway(channel.provider).webhook(),
                     secret: config.webhook_secret(name),
                     verify_token: config.verify_token(name),
                 };
@@ -251,7 +271,8 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-/// Meta's verification handshake: the challenge back when the verify token matches.
+/// A gateway's verification handshake (Meta's): the challenge back when the verify token
+/// matches; 405 on channels whose gateway has none or that configure no verify token.
 async fn handshake(
     State(state): State<HttpState>,
     Path(channel): Path<String>,
@@ -260,12 +281,14 @@ async fn handshake(
     let Some(ch) = state.0.channels.get(&channel) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let (ProviderKind::Meta, Some(token)) = (ch.provider, ch.verify_token.as_ref()) else {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    };
-    match receipts::meta::handshake(query.as_deref().unwrap_or(""), token) {
-        Ok(challenge) => challenge.into_response(),
-        Err(e) => {
+    let answer = ch
+        .verify_token
+        .as_ref()
+        .and_then(|token| ch.format.handshake(query.as_deref().unwrap_or(""), token));
+    match answer {
+        None => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        Some(Ok(challenge)) => challenge.into_response(),
+        Some(Err(e)) => {
             warn!(channel, error = %e, "webhook verification handshake refused");
             StatusCode::FORBIDDEN.into_response()
         }
@@ -293,11 +316,9 @@ async fn webhook(
             return status.0.into_response();
         }
     };
-    // Wazzup probes a new webhook URL with exactly this body, possibly before a crmKey is
-    // set; it publishes nothing, so answering it unauthenticated gives nothing away.
-    if ch.provider == ProviderKind::Wazzup
-        && matches!(receipts::wazzup::parse(&body), Ok(receipts::Parsed::Probe))
-    {
+    // A gateway may probe a new webhook URL (Wazzup does) possibly before a secret is set;
+    // a probe publishes nothing, so answering it unauthenticated gives nothing away.
+    if ch.format.is_probe(&body) {
         inner.metrics.receipt(provider, "probe");
         return StatusCode::OK.into_response();
     }
@@ -317,7 +338,7 @@ async fn webhook(
         query: uri.query(),
         body: &body,
     };
-    if let Err(e) = receipts::verify(ch.provider, secret, &request, Utc::now()) {
+    if let Err(e) = ch.format.verify(secret, &request, Utc::now()) {
         warn!(channel, error = %e, "webhook refused");
         inner.metrics.receipt(provider, "unauthorized");
         return StatusCode::UNAUTHORIZED.into_response();
@@ -327,11 +348,13 @@ async fn webhook(
         return (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n").into_response();
     };
     let mut extra = FieldTable::default();
-    if let Some(event) = headers
-        .get(receipts::whaapy::EVENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
-        extra.insert(EVENT_HEADER.into(), AMQPValue::LongString(event.into()));
+    for &name in ch.format.kept_headers() {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            extra.insert(
+                kept_header(name).into(),
+                AMQPValue::LongString(value.into()),
+            );
+        }
     }
     let publish = publisher.receipt(&inner.topology, &channel, &body, extra);
     match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {

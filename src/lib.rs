@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: broker → job → dedupe → ratelimit → provider → outcome → broker. No module
+//! Data flows one way: broker → job → dedupe → ratelimit → gateway → outcome → broker. No module
 //! reaches back up.
 //!
 //! - [`config`] owns configuration: built-in defaults, file and environment overlays, every
@@ -27,10 +27,15 @@
 //!   lease, then `sent` / `failed` for the channel's window.
 //! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
-//! - [`providers`] owns the gateways: the [`providers::Adapter`] seam (canonical job → HTTP
-//!   request, HTTP response → classified result), one file per gateway, and the mock gateway.
-//! - [`receipts`] owns the status webhooks coming back from gateways: per gateway, the
-//!   signature check and the parser of its receipt format (and the renderer the mock uses).
+//! - [`gateways`] owns the gateways, one folder each (`gateways/<name>/`): the send adapter
+//!   and its error table behind the [`gateways::Adapter`] seam (canonical job → HTTP request,
+//!   HTTP response → classified result), the webhook format of its status receipts behind
+//!   [`gateways::WebhookFormat`] (signature check, parser, and the renderer the mock uses),
+//!   and the mock gateway's routes for its API, tied together by its [`gateways::Gateway`],
+//!   which says what it can do. A registry maps the provider name to it; shared code asks a
+//!   gateway's capabilities and never names one. `gateways/simulator/` is the mock gateway's
+//!   shared core. Adding a sixth gateway is one folder plus one registry line (and its name
+//!   in [`config::ProviderKind`]).
 //! - [`tracking`] owns what happens after `sent`: the Redis record that maps a provider message
 //!   id to its job, and the status order receipts are applied in.
 //! - [`metrics`] owns the Prometheus series served at `GET /metrics`.
@@ -44,13 +49,12 @@ pub mod broker;
 pub mod config;
 pub mod dedupe;
 pub mod dlq;
+pub mod gateways;
 pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod outcome;
-pub mod providers;
 pub mod ratelimit;
-pub mod receipts;
 pub mod retry;
 pub mod store;
 pub mod tracking;

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use mensajero::broker::{self, Producer, Topology};
 use mensajero::config::{Config, MockOptions, Secret};
+use mensajero::gateways::simulator as mock;
 use mensajero::outcome::Outcome;
-use mensajero::providers::mock;
 
 // jemalloc, not glibc's malloc: a job makes ~440 allocations, many of them past glibc's
 // per-thread cache (task frames of ~4 KiB, 8 KiB HTTP buffers), and perf put ~27 % of the

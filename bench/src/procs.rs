@@ -118,7 +118,7 @@ impl MockGateway {
     }
 }
 
-/// The mock gateway's counters (a subset of `mensajero::providers::mock::Stats`).
+/// The mock gateway's counters (a subset of `mensajero::gateways::simulator::Stats`).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct MockStats {
     /// Requests received, errors included.

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mensajero::receipts::meta::parse(data);
+    let _ = mensajero::gateways::meta::webhook::parse(data);
 });

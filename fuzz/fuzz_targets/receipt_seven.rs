@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mensajero::receipts::seven::parse(data);
+    let _ = mensajero::gateways::seven::webhook::parse(data);
 });

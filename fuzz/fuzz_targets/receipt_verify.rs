@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use mensajero::config::{ProviderKind, Secret};
-use mensajero::receipts::{self, WebhookRequest};
+use mensajero::gateways::webhook::{self as receipts, WebhookRequest};
 
 #[derive(Debug, Arbitrary)]
 struct Input {

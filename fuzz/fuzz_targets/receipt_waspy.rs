@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mensajero::receipts::waspy::parse(data);
+    let _ = mensajero::gateways::waspy::webhook::parse(data);
 });

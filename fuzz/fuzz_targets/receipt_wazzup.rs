@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mensajero::receipts::wazzup::parse(data);
+    let _ = mensajero::gateways::wazzup::webhook::parse(data);
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mensajero::receipts::whaapy;
+use mensajero::gateways::whaapy::webhook as whaapy;
 
 fuzz_target!(|data: &[u8]| {
     let _ = whaapy::parse(data);

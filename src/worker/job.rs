@@ -20,9 +20,9 @@ use super::{ChannelRuntime, Shared, owner_token};
 use crate::broker::{self, Carried, DeadLetter, Publisher};
 use crate::config::OnAmbiguous;
 use crate::dedupe::{ClaimRequest, Record};
+use crate::gateways::{self, SendContext};
 use crate::job::{self, Job};
 use crate::outcome::{self, Outcome, OutcomeError, Status};
-use crate::providers::SendContext;
 use crate::ratelimit::{Limits, Permit};
 use crate::retry::{ErrorClass, Failure, Sent};
 use crate::store::StoreError;
@@ -291,6 +291,7 @@ impl<'a> JobTask<'a> {
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Turn, TaskError> {
         let provider = self.channel.gateway.provider();
+        let idempotent = gateways::gateway(provider).capabilities().idempotency;
         let own_copy = self.delivery.redelivered || self.carried.is_internal();
         let owner = owner_token();
         let config = &self.shared.config;
@@ -302,7 +303,7 @@ impl<'a> JobTask<'a> {
             owner: &owner,
             lease: config.worker.lease,
             window: self.channel.config.dedupe_window,
-            take_over_live: own_copy && provider.has_idempotency(),
+            take_over_live: own_copy && idempotent,
             restart_failed: self.carried.replay,
         };
 
@@ -326,7 +327,7 @@ impl<'a> JobTask<'a> {
         // gateway without idempotency under `on_ambiguous = "fail"` would fail such a job, so
         // that case keeps the separate call.
         let begin_with_claim =
-            provider.has_idempotency() || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
+            idempotent || self.channel.config.on_ambiguous == OnAmbiguous::Resend;
         let mut begun: bool;
 
         // Whether the last attempt may have reached the gateway, for whoever resumes the job.
@@ -344,7 +345,7 @@ impl<'a> JobTask<'a> {
             let me = Claimant {
                 job_id: &self.job.id,
                 own_copy,
-                idempotent: provider.has_idempotency(),
+                idempotent,
                 on_ambiguous: self.channel.config.on_ambiguous,
                 attempts: self.carried.attempts,
             };

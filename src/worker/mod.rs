@@ -23,9 +23,9 @@ use tracing::warn;
 use crate::broker::Topology;
 use crate::config::{ChannelConfig, Config};
 use crate::dedupe::Dedupe;
+use crate::gateways::ChannelGateway;
 use crate::http::{self, HttpState, Live};
 use crate::metrics::Metrics;
-use crate::providers::Gateway;
 use crate::ratelimit::RateLimiter;
 use crate::retry::Backoff;
 use crate::tracking::Tracker;
@@ -44,7 +44,7 @@ pub struct ChannelRuntime {
     /// Its configuration.
     pub config: ChannelConfig,
     /// Its gateway.
-    pub gateway: Gateway,
+    pub gateway: ChannelGateway,
 }
 
 /// Everything job tasks share.
@@ -122,7 +122,7 @@ async fn serve_jobs(
 ) -> anyhow::Result<()> {
     let mut channels = HashMap::new();
     for (name, channel) in &config.channels {
-        let gateway = Gateway::from_config(
+        let gateway = ChannelGateway::from_config(
             name,
             channel,
             config.api_key(name),

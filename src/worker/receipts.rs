@@ -18,9 +18,10 @@ use super::settle::{
     Disposition, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
 };
 use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
-use crate::http::{CHANNEL_HEADER, EVENT_HEADER};
+use crate::gateways::WebhookFormat;
+use crate::gateways::webhook::{Parsed, Receipt};
+use crate::http::{self, CHANNEL_HEADER};
 use crate::outcome::{Outcome, OutcomeError, Status};
-use crate::receipts::{self, Parsed, Receipt, WebhookRequest};
 use crate::retry::ErrorClass;
 use crate::tracking::{self, Tracked};
 
@@ -80,21 +81,9 @@ async fn handle(
         .await;
     };
     let provider = channel.gateway.provider();
-    // The listener kept the one header a parser may need (Whaapy's event name).
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(event) = header_text(delivery, EVENT_HEADER)
-        .and_then(|e| reqwest::header::HeaderValue::from_str(&e).ok())
-    {
-        headers.insert(receipts::whaapy::EVENT_HEADER, event);
-    }
-    let request = WebhookRequest {
-        method: "POST",
-        url: "",
-        headers: &headers,
-        query: None,
-        body: &delivery.data,
-    };
-    let items = match receipts::parse_request(provider, &request) {
+    let format = crate::gateways::gateway(provider).webhook();
+    let headers = kept_headers(delivery, format);
+    let items = match format.parse(&delivery.data, &headers) {
         Ok(Parsed::Receipts(items)) => items,
         Ok(Parsed::Probe) => return Ok(Disposition::Ack),
         Err(e) => {
@@ -315,6 +304,28 @@ async fn dead_letter(
     };
     publish_dead_letter(shared, publisher, delivery, &letter).await?;
     Ok(Disposition::Ack)
+}
+
+/// The request headers the listener kept with the body, as the format's parser wants them.
+fn kept_headers(delivery: &Delivery, format: &dyn WebhookFormat) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut headers = reqwest::header::HeaderMap::new();
+    for &name in format.kept_headers() {
+        // Receipts queued before the upgrade to generic kept headers carry Whaapy's event
+        // name under its old header: read it too, so none waiting in the queue loses it.
+        let legacy = http::LEGACY_KEPT_HEADERS
+            .iter()
+            .filter(|(_, kept)| kept.eq_ignore_ascii_case(name))
+            .find_map(|(old, _)| header_text(delivery, old));
+        let value = header_text(delivery, &http::kept_header(name)).or(legacy);
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.map(HeaderValue::try_from),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
 }
 
 fn header_text(delivery: &Delivery, name: &str) -> Option<String> {

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use mensajero::config::{ChannelConfig, MockOptions, Secret};
+use mensajero::gateways::meta::Meta;
+use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::gateways::{Accepted, HttpGateway, SendContext};
 use mensajero::job::Job;
-use mensajero::providers::meta::Meta;
-use mensajero::providers::mock::{self, MockCore};
-use mensajero::providers::{Accepted, HttpGateway, SendContext};
 use mensajero::retry::{ErrorClass, Sent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

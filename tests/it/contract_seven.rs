@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use mensajero::config::{MockOptions, Secret};
+use mensajero::gateways::seven::send::{self as seven, ERROR_TABLE, Meaning, Seven};
+use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::gateways::{Accepted, HttpGateway, SendContext};
 use mensajero::job::{Job, parse};
-use mensajero::providers::mock::{self, MockCore};
-use mensajero::providers::seven::{self, ERROR_TABLE, Meaning, Seven};
-use mensajero::providers::{Accepted, HttpGateway, SendContext};
 use mensajero::retry::{ErrorClass, Failure, Sent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use mensajero::config::{ChannelConfig, MockOptions, Secret};
+use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::gateways::wazzup::Wazzup;
+use mensajero::gateways::{Accepted, HttpGateway, SendContext};
 use mensajero::job::{Job, parse};
-use mensajero::providers::mock::{self, MockCore};
-use mensajero::providers::wazzup::Wazzup;
-use mensajero::providers::{Accepted, HttpGateway, SendContext};
 use mensajero::retry::{ErrorClass, Sent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -13,10 +13,10 @@
 use std::time::Duration;
 
 use mensajero::config::{MockOptions, Secret};
+use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::gateways::whaapy::send::{ERROR_TABLE, Key, Whaapy};
+use mensajero::gateways::{Accepted, HttpGateway, SendContext};
 use mensajero::job::Job;
-use mensajero::providers::mock::{self, MockCore};
-use mensajero::providers::whaapy::{ERROR_TABLE, Key, Whaapy};
-use mensajero::providers::{Accepted, HttpGateway, SendContext};
 use mensajero::retry::{ErrorClass, Sent};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -369,7 +369,7 @@ async fn every_error_table_row_classifies_over_http() {
             // A documented code or name is Whaapy refusing the message; a bare status follows
             // the one rule every gateway shares.
             let sent = match key {
-                Key::Status(status) => mensajero::providers::sent_for_status(*status),
+                Key::Status(status) => mensajero::gateways::sent_for_status(*status),
                 _ => Sent::No,
             };
             assert_eq!(failure.sent, sent, "{key:?}");

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use mensajero::config::{ChannelConfig, MockOptions, Secret};
+use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::gateways::{ChannelGateway, SendContext};
 use mensajero::outcome::Status;
-use mensajero::providers::mock::{self, MockCore};
-use mensajero::providers::{Gateway, SendContext};
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -90,13 +90,14 @@ async fn bind() -> (tokio::net::TcpListener, String) {
     (listener, url)
 }
 
-fn gateway(api: &Api, base_url: &str) -> Gateway {
+fn gateway(api: &Api, base_url: &str) -> ChannelGateway {
     let channel: ChannelConfig = toml::from_str(&format!(
         "{}\nbase_url = \"{base_url}\"\ntimeout = \"5s\"",
         api.toml
     ))
     .expect("channel config");
-    Gateway::from_config(api.channel, &channel, Some(Secret::new(KEY)), None).expect("gateway")
+    ChannelGateway::from_config(api.channel, &channel, Some(Secret::new(KEY)), None)
+        .expect("gateway")
 }
 
 fn job(id: &str, to: &str) -> mensajero::job::Job {
@@ -107,7 +108,7 @@ fn job(id: &str, to: &str) -> mensajero::job::Job {
     mensajero::job::parse(body.to_string().as_bytes()).expect("valid job")
 }
 
-async fn send(gateway: &Gateway, id: &str, to: &str) -> mensajero::providers::SendResult {
+async fn send(gateway: &ChannelGateway, id: &str, to: &str) -> mensajero::gateways::SendResult {
     let ctx = SendContext {
         idempotency_key: id,
         attempt: 1,

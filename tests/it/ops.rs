@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mensajero::config::{MockOptions, ProviderKind, Secret};
+use mensajero::gateways::webhook::{self as receipts, Receipt};
 use mensajero::outcome::{EventKind, Outcome, Status};
-use mensajero::receipts::{self, Receipt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -774,7 +774,7 @@ max_age = "1s"
         let message = line["message"].as_str().unwrap_or_default();
         let gateway_call = line["target"]
             .as_str()
-            .is_some_and(|t| t.starts_with("mensajero::providers"))
+            .is_some_and(|t| t.starts_with("mensajero::gateways"))
             || ["sent", "attempt failed; will retry"].contains(&message);
         if gateway_call && log_field(line, "job_id").is_some() {
             assert!(log_field(line, "attempt").is_some(), "no attempt: {text}");

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use mensajero::config::MockOptions;
+use mensajero::gateways::simulator::MockCore;
 use mensajero::outcome::{EventKind, Status};
-use mensajero::providers::mock::MockCore;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

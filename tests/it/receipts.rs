@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mensajero::config::{MockOptions, ProviderKind, Secret};
+use mensajero::gateways::webhook::{self as receipts, Receipt, ReceiptError};
 use mensajero::outcome::{Outcome, Status};
-use mensajero::receipts::{self, Receipt, ReceiptError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -462,16 +462,16 @@ pub fn free_port() -> u16 {
 pub async fn start_gateway(
     options: mensajero::config::MockOptions,
 ) -> (
-    mensajero::providers::mock::MockCore,
+    mensajero::gateways::simulator::MockCore,
     String,
     CancellationToken,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let core = mensajero::providers::mock::MockCore::new(options);
+    let core = mensajero::gateways::simulator::MockCore::new(options);
     let stop = CancellationToken::new();
     let token = stop.clone();
-    tokio::spawn(mensajero::providers::mock::serve(
+    tokio::spawn(mensajero::gateways::simulator::serve(
         listener,
         core.clone(),
         async move { token.cancelled().await },

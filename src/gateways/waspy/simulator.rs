@@ -7,10 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
+use super::send::{REPLAYED_HEADER, SUPPORTED_TYPES};
 use crate::config::ProviderKind;
-use crate::providers::waspy::{REPLAYED_HEADER, SUPPORTED_TYPES};
-use crate::providers::{Adapter, HttpReply};
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
+use crate::gateways::{Adapter, HttpReply};
 use crate::retry::Failure;
 
 /// Waspy's send path (also what the in-process `mock` provider's script rules match).
@@ -56,14 +56,11 @@ pub fn classify(error: &InjectedError) -> Failure {
         body: body.to_string().into(),
     };
     // The adapter's answer classification needs neither its sender nor its key.
-    let adapter = crate::providers::waspy::Waspy::new(
-        String::new(),
-        crate::config::Secret::new(String::new()),
-    );
+    let adapter = super::send::Waspy::new(String::new(), crate::config::Secret::new(String::new()));
     match adapter.response(&reply) {
         Err(failure) => failure,
         // An error status never reads as accepted; kept total rather than panicking.
-        Ok(_) => super::injected(error.status),
+        Ok(_) => crate::gateways::simulator::injected(error.status),
     }
 }
 

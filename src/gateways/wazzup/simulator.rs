@@ -13,9 +13,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
+use super::send::{CHAT_TYPE, PATH};
 use crate::config::ProviderKind;
-use crate::providers::wazzup::{CHAT_TYPE, PATH};
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 
 /// WABA's main-text limit (`MESSAGES_TOO_LONG_WABA`).
 const MAX_WABA_TEXT_CHARS: usize = 4096;

@@ -2,11 +2,13 @@
 //!
 //! After a successful (not replayed) send the simulator POSTs `delivered` after
 //! `delivered_after` and `read` after `read_after` (each optional) to `receipts_url`, in the
-//! format of the API that was called ([`crate::receipts::render`]) and signed with the webhook
-//! secret ([`crate::receipts::sign`], the URL being `receipts_url`). Each send's receipts run
-//! on their own task, so they never hold up the send's answer; a failed POST is retried after
-//! [`RETRY_DELAYS`] and then logged. At most [`MAX_PENDING`] sends have receipts waiting: past
-//! that, new ones are dropped with a warning rather than growing memory without bound.
+//! webhook format of the API that was called
+//! ([`WebhookFormat::render`](crate::gateways::WebhookFormat::render)) and signed with the
+//! webhook secret ([`WebhookFormat::sign`](crate::gateways::WebhookFormat::sign), the URL
+//! being `receipts_url`). Each send's receipts run on their own task, so they never hold up
+//! the send's answer; a failed POST is retried after [`RETRY_DELAYS`] and then logged. At
+//! most [`MAX_PENDING`] sends have receipts waiting: past that, new ones are dropped with a
+//! warning rather than growing memory without bound.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,9 @@ use tokio::sync::Semaphore;
 
 use super::ReceiptsFor;
 use crate::config::{MockOptions, Secret};
+use crate::gateways::gateway;
+use crate::gateways::webhook::Receipt;
 use crate::outcome::Status;
-use crate::receipts::{self, Receipt};
 
 /// Most sends whose receipts may be waiting or in flight at once: a load test of millions of
 /// sends with a long `read_after` must not hold millions of timers.
@@ -146,7 +149,8 @@ impl ReceiptSender {
             error: None,
             occurred_at: Some(Utc::now()),
         };
-        let body = receipts::render(message.receipts.provider, &receipt);
+        let format = gateway(message.receipts.provider).webhook();
+        let body = format.render(&receipt);
         let mut last_error = String::new();
         for attempt in 0..=RETRY_DELAYS.len() {
             if attempt > 0 {
@@ -159,14 +163,7 @@ impl ReceiptSender {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
             if let Some(secret) = &self.secret {
-                let headers = receipts::sign(
-                    message.receipts.provider,
-                    secret,
-                    "POST",
-                    &self.url,
-                    &body,
-                    Utc::now(),
-                );
+                let headers = format.sign(secret, "POST", &self.url, &body, Utc::now());
                 for (name, value) in headers {
                     request = request.header(name, value);
                 }

@@ -26,8 +26,8 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
+use crate::gateways::{self, Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::job::{
     Action, ButtonSubType, ComponentType, Content, Interactive, Job, Media, ParameterValue,
     Template,
@@ -370,7 +370,7 @@ fn media_uri<'a>(job: &Job, media: &'a Media) -> Result<&'a str, Failure> {
 }
 
 fn unsupported(what: &str) -> Failure {
-    super::unsupported(ProviderKind::Wazzup, what)
+    gateways::unsupported(ProviderKind::Wazzup, what)
 }
 
 /// The `crmMessageId` for an idempotency key on a channel.
@@ -421,9 +421,9 @@ impl Adapter for Wazzup {
         if let Some(context) = &job.message.context {
             body.insert("refMessageId".into(), json!(context.message_id));
         }
-        super::merge_options(&mut body, job)?;
+        gateways::merge_options(&mut body, job)?;
 
-        let auth = super::bearer(&self.api_key)?;
+        let auth = gateways::bearer(&self.api_key)?;
         Ok(HttpCall {
             method: Method::POST,
             path: PATH.into(),
@@ -501,7 +501,7 @@ pub fn lookup(code: &str) -> Option<Meaning> {
 /// Map an error answer (any status, or a 2xx whose body names an error) to a result.
 fn classify_error(reply: &HttpReply, json: Option<&Value>, code: Option<String>) -> SendResult {
     let message = json
-        .and_then(super::error_message)
+        .and_then(gateways::error_message)
         .unwrap_or_else(|| format!("HTTP {}", reply.status));
     let meaning = match code.as_deref().and_then(lookup) {
         Some(meaning) => meaning,
@@ -514,8 +514,8 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>, code: Option<String>)
                     code = code.as_deref().unwrap_or("-"),
                     "gateway answered an undocumented error; classifying by HTTP status"
                 );
-                let class = super::class_for_status(reply.status);
-                match super::sent_for_status(reply.status) {
+                let class = gateways::class_for_status(reply.status);
+                match gateways::sent_for_status(reply.status) {
                     Sent::Maybe => Meaning::MaybeSent(class),
                     Sent::No => Meaning::Failed(class),
                 }

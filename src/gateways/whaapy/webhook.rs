@@ -3,26 +3,27 @@
 //! - **Auth**: `X-Webhook-Signature` = hex HMAC-SHA256(webhook secret, raw body); a `sha256=`
 //!   prefix (Meta's habit, which Whaapy mirrors elsewhere) is tolerated. `X-Webhook-Timestamp`
 //!   is not covered by the signature, so it bounds nothing.
-//! - **Events**: `message.sent|delivered|read|failed`, named by the body's `event` or, when the
-//!   body has none, the `X-Webhook-Event` header ([`parse_with_event`]). Inbound and other
-//!   events carry no receipt.
+//! - **Events**: `message.sent|delivered|read|failed`, named by the body's `event`, else by
+//!   its `data.status`. The `X-Webhook-Event` header is not covered by the signature, so it
+//!   names the event only when the body names neither ([`parse_with_event`]): it never
+//!   overrides what the signed body says. Inbound and other events carry no receipt.
 //! - **Assumptions** (Whaapy does not document the payload): the message id, which is the
 //!   `data.id` / `messages[0].id` UUID of the send answer, is the first of `data.id`,
-//!   `data.messageId`, `messageId`, `data.message.id`; a body without any event name falls
-//!   back to `data.status`; a `failed` is explained by `data.error` (`{"code","message"}` as
-//!   in Whaapy's error bodies, or a string) or by `data.errorCode`/`data.errorMessage`; the
-//!   time is `data.timestamp`, else `timestamp`, else `data.updatedAt`. The tests' `FIXTURE` is
-//!   the shape accepted.
+//!   `data.messageId`, `messageId`, `data.message.id`; a `failed` is explained by `data.error`
+//!   (`{"code","message"}` as in Whaapy's error bodies, or a string) or by
+//!   `data.errorCode`/`data.errorMessage`; the time is `data.timestamp`, else `timestamp`,
+//!   else `data.updatedAt`. The tests' `FIXTURE` is the shape accepted.
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, hmac_sha256_hex,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    hmac_sha256_hex,
+};
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
@@ -80,7 +81,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     parse_with_event(body, None)
 }
 
-/// Read the receipt, if any, with the `X-Webhook-Event` header as the fallback event name.
+/// Read the receipt, if any, with the `X-Webhook-Event` header as the event name of a body
+/// that names neither an event nor a status.
 pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     let data = fields::opt_object(&root, "data", "")?;
@@ -91,7 +93,19 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
     if inbound(&root, "")? || data.map(|d| inbound(d, "data")).transpose()? == Some(true) {
         return none;
     }
-    let word = match fields::opt_str(&root, "event", "")?.or(header_event) {
+    let body_event = fields::opt_str(&root, "event", "")?;
+    let body_status = match (body_event, data) {
+        (None, Some(data)) => fields::opt_str(data, "status", "data")?,
+        _ => None,
+    };
+    // The body is signed and the header is not: anyone who replays a signed body could set
+    // the header, so it only fills in for a body that names no event and no status.
+    let event = match (body_event, body_status) {
+        (Some(event), _) => Some(event),
+        (None, None) => header_event,
+        (None, Some(_)) => None,
+    };
+    let word = match event {
         Some(event) => match event.strip_prefix(EVENT_PREFIX) {
             Some(word) => word,
             None => {
@@ -99,11 +113,7 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
                 return none;
             }
         },
-        None => match data {
-            Some(data) => fields::opt_str(data, "status", "data")?,
-            None => None,
-        }
-        .ok_or_else(|| {
+        None => body_status.ok_or_else(|| {
             ParseError(
                 "missing event (body event or X-Webhook-Event header) and data.status".into(),
             )
@@ -244,13 +254,54 @@ pub fn sign(secret: &Secret, body: &[u8], now: DateTime<Utc>) -> Vec<(HeaderName
     .collect()
 }
 
+/// Whaapy's webhook format.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    /// The event name may be only in `X-Webhook-Event`.
+    fn kept_headers(&self) -> &'static [&'static str] {
+        &[EVENT_HEADER]
+    }
+
+    fn parse(&self, body: &[u8], headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        let event = headers
+            .get(EVENT_HEADER)
+            .and_then(|value| value.to_str().ok());
+        parse_with_event(body, event)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret, body, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const SECRET: &str = "whsec_whaapy";
 
@@ -320,8 +371,8 @@ mod tests {
     }
 
     #[test]
-    fn event_from_header_or_data_status() {
-        let body = br#"{"data":{"id":"m1","status":"queued"}}"#;
+    fn event_from_data_status_or_else_the_header() {
+        let body = br#"{"data":{"id":"m1"}}"#;
         let got = parse_with_event(body, Some("message.delivered")).unwrap();
         assert!(
             matches!(&got, Parsed::Receipts(r) if r.len() == 1 && r[0].status == Status::Delivered)
@@ -329,6 +380,49 @@ mod tests {
         let body = br#"{"data":{"id":"m1","status":"sent","errorCode":"x"}}"#;
         assert_eq!(receipts(body)[0].status, Status::Sent);
         assert_eq!(receipts(body)[0].error, None);
+    }
+
+    /// The unsigned `X-Webhook-Event` header never overrides what the signed body says,
+    /// whether the body names the event or only the status.
+    #[test]
+    fn the_signed_body_wins_over_a_disagreeing_header() {
+        let read = testing::headers(&[("X-Webhook-Event", "message.read")]);
+        for (body, status) in [
+            (
+                r#"{"data":{"id":"m1","status":"delivered"}}"#,
+                Status::Delivered,
+            ),
+            (
+                r#"{"event":"message.failed","data":{"id":"m1"}}"#,
+                Status::Failed,
+            ),
+        ] {
+            let Ok(Parsed::Receipts(got)) = Format.parse(body.as_bytes(), &read) else {
+                panic!("not receipts: {body}");
+            };
+            assert_eq!(got.len(), 1, "{body}");
+            assert_eq!(got[0].status, status, "{body}");
+        }
+        // A status the body names but no receipt has (`queued`) is not replaced either.
+        let queued = br#"{"data":{"id":"m1","status":"queued"}}"#;
+        assert_eq!(
+            Format.parse(queued, &read),
+            Ok(Parsed::Receipts(Vec::new()))
+        );
+    }
+
+    /// The listener keeps `X-Webhook-Event` with the body: the format's parser reads it.
+    #[test]
+    fn the_format_reads_the_kept_event_header() {
+        let body = br#"{"data":{"id":"m1"}}"#;
+        let headers = testing::headers(&[("X-Webhook-Event", "message.read")]);
+        assert_eq!(Format.kept_headers(), &[EVENT_HEADER]);
+        assert!(Format.parse(body, &HeaderMap::new()).is_err());
+        let Ok(Parsed::Receipts(receipts)) = Format.parse(body, &headers) else {
+            panic!("not receipts");
+        };
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].status, Status::Read);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The built-in gateway simulator (SPEC §8 `mock`).
+//! The built-in gateway simulator (SPEC §8 `mock`): the shared core.
 //!
 //! One core, [`MockCore`], decides what a gateway would answer: injected latency and
 //! errors, idempotency by key (a repeat gets the original id, marked replayed), and
 //! counters per key so tests and benchmarks can prove each key was sent once. It runs
-//! in process behind the `mock` provider ([`InProcess`], Waspy's semantics) and as an HTTP
-//! server speaking every gateway's API ([`serve`], `mensajero mock-gateway`), one file per
-//! API (`mock/<provider>.rs`) answering with that gateway's own paths and bodies.
+//! in process behind the `mock` provider ([`super::mock::InProcess`], Waspy's semantics) and
+//! as an HTTP server speaking every gateway's API ([`serve`], `mensajero mock-gateway`): each
+//! gateway's folder holds its routes (`gateways/<name>/simulator.rs`), answering with that
+//! gateway's own paths and bodies.
 //!
 //! # Errors: random and scripted
 //!
@@ -35,22 +36,18 @@
 //! With `receipts_url` and `delivered_after` and/or `read_after`, every fresh send (not a
 //! replay) is followed by `delivered` / `read` webhooks to that URL, in the called API's
 //! webhook format and signed with the webhook secret the way that gateway signs them
-//! ([`crate::receipts::render`], [`crate::receipts::sign`]). The ids are those the send
-//! answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
+//! ([`super::WebhookFormat::render`], [`super::WebhookFormat::sign`]). The ids are those the
+//! send answered (Meta's `wamid.…`), and Meta's receipts echo `biz_opaque_callback_data`,
 //! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried for
-//! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs (see `mock/receipts.rs`).
+//! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs
+//! (see `simulator/receipts.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod meta;
 mod receipts;
 mod script;
-mod seven;
-mod waspy;
-mod wazzup;
-mod whaapy;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -64,9 +61,8 @@ use serde_json::{Value, json};
 pub use receipts::{MAX_PENDING, RETRY_DELAYS, SentMessage};
 pub use script::{InjectedError, Script, Target};
 
-use super::{Accepted, SendContext, SendResult};
+use super::{gateway, registry};
 use crate::config::{MockOptions, ProviderKind, ScriptRule, Secret};
-use crate::job::Job;
 use crate::retry::Failure;
 
 /// What the simulated gateway decided for one request.
@@ -104,14 +100,6 @@ pub struct ReceiptsFor {
     /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
     /// `foreign_id`), if anything.
     pub job_id: Option<String>,
-}
-
-/// The message id `provider`'s API answers for the simulator's id `id` (Meta's `wamid.…`).
-pub fn wire_id(provider: ProviderKind, id: &str) -> String {
-    match provider {
-        ProviderKind::Meta => format!("wamid.{id}"),
-        _ => id.to_string(),
-    }
 }
 
 /// Counters a test or benchmark reads back.
@@ -250,7 +238,7 @@ impl MockCore {
         drop(inner);
         if let Some(receipts) = call.receipts {
             self.send_receipts(SentMessage {
-                provider_message_id: wire_id(receipts.provider, &id),
+                provider_message_id: gateway(receipts.provider).wire_id(&id),
                 receipts,
             });
         }
@@ -303,59 +291,9 @@ impl MockCore {
     }
 }
 
-/// The `mock` provider: the simulator called directly, no HTTP.
-pub struct InProcess {
-    core: MockCore,
-}
-
-impl InProcess {
-    /// An in-process simulator behaving as `options` say; its receipts (Waspy's format) are
-    /// signed with `webhook_secret`, the channel's own.
-    pub fn new(options: MockOptions, webhook_secret: Option<Secret>) -> Self {
-        Self {
-            core: MockCore::with_webhook_secret(options, webhook_secret),
-        }
-    }
-
-    /// The simulator behind this provider.
-    pub fn core(&self) -> &MockCore {
-        &self.core
-    }
-
-    /// Simulate one send. Every canonical type is accepted: the mock stands for a gateway
-    /// that can express everything, so the demo shows every type going through.
-    pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
-        let call = Call {
-            // It stands for Waspy's API, so Waspy's path is what its script rules match.
-            path: waspy::PATH.to_string(),
-            to: Some(job.to.clone()),
-            key: Some(ctx.idempotency_key.to_string()),
-            body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
-            receipts: Some(ReceiptsFor {
-                provider: ProviderKind::Mock,
-                job_id: None,
-            }),
-        };
-        match self.core.handle(call).await {
-            Decision::Sent(id) => Ok(Accepted {
-                provider_message_id: id,
-                replayed: false,
-            }),
-            Decision::Replayed(id) => Ok(Accepted {
-                provider_message_id: id,
-                replayed: true,
-            }),
-            // A scripted error is classified exactly as the Waspy adapter would classify
-            // Waspy's answer, so `SERVICE_WINDOW_EXPIRED` is `window_expired` here too.
-            Decision::Error(error) if error.code.is_some() || error.retry_after.is_some() => {
-                Err(waspy::classify(&error))
-            }
-            Decision::Error(error) => Err(injected(error.status)),
-        }
-    }
-}
-
-fn injected(status: u16) -> Failure {
+/// An injected error without a code, classified by its status alone (the in-process
+/// provider's, and the fallback of a gateway's own classification).
+pub(crate) fn injected(status: u16) -> Failure {
     let failure = Failure::new(
         super::class_for_status(status),
         format!("http_{status}"),
@@ -368,7 +306,8 @@ fn injected(status: u16) -> Failure {
     }
 }
 
-/// The simulator as an HTTP server speaking Waspy's API, until `shutdown` resolves.
+/// The simulator as an HTTP server speaking every gateway's API ([`router`]), until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     core: MockCore,
@@ -379,15 +318,13 @@ pub async fn serve(
         .await
 }
 
-/// Every simulated gateway API plus `GET /_mock/stats`. Each provider's routes live in their
-/// own file (`mock/<provider>.rs`) and answer with that gateway's own paths and bodies.
+/// Every registered gateway's simulated API plus `GET /_mock/stats` and `/_mock/script`. Each
+/// gateway's routes live in its own folder (`gateways/<name>/simulator.rs`) and answer with
+/// that gateway's own paths and bodies.
 pub fn router(core: MockCore) -> Router {
-    Router::new()
-        .merge(waspy::routes())
-        .merge(meta::routes())
-        .merge(wazzup::routes())
-        .merge(seven::routes())
-        .merge(whaapy::routes())
+    registry()
+        .filter_map(|gateway| gateway.simulator())
+        .fold(Router::new(), Router::merge)
         .route("/_mock/stats", get(stats))
         .route(
             "/_mock/script",
@@ -445,68 +382,6 @@ async fn script_clear(State(core): State<MockCore>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::ErrorClass;
-
-    fn job(to: &str) -> Job {
-        let body = json!({
-            "id": "j-1", "channel": "demo", "to": to,
-            "message": {"type": "text", "text": {"body": "Hola"}}
-        });
-        crate::job::parse(body.to_string().as_bytes()).expect("valid job")
-    }
-
-    fn options(script: Value) -> MockOptions {
-        MockOptions {
-            script: serde_json::from_value(script).expect("rules"),
-            ..MockOptions::default()
-        }
-    }
-
-    async fn send(mock: &InProcess, to: &str, key: &str) -> SendResult {
-        let ctx = SendContext {
-            idempotency_key: key,
-            attempt: 1,
-        };
-        mock.send(&job(to), ctx).await
-    }
-
-    /// The in-process provider's scripted errors mean what Waspy's would: its adapter
-    /// classifies them.
-    #[tokio::test]
-    async fn in_process_scripted_errors_are_classified_as_waspy_would() {
-        let mock = InProcess::new(
-            options(json!([
-            {"to": "+5491100000001", "status": 403, "code": "SERVICE_WINDOW_EXPIRED"},
-            {"path": "/api/v2/messages", "status": 503, "times": 1, "retry_after": 4},
-            ])),
-            None,
-        );
-        let failure = send(&mock, "+5491100000001", "k-1")
-            .await
-            .expect_err("scripted");
-        assert_eq!(failure.class, ErrorClass::WindowExpired);
-        assert_eq!(
-            failure.provider_code.as_deref(),
-            Some("SERVICE_WINDOW_EXPIRED")
-        );
-        let failure = send(&mock, "+5491100000002", "k-2")
-            .await
-            .expect_err("scripted");
-        assert_eq!(failure.class, ErrorClass::Transient);
-        assert_eq!(failure.retry_after, Some(Duration::from_secs(4)));
-        // The 503 rule is used up: the same key now goes through.
-        let sent = send(&mock, "+5491100000002", "k-2").await.expect("sent");
-        assert!(!sent.replayed);
-        let stats = mock.core().stats();
-        assert_eq!(
-            (stats.requests, stats.errors, stats.scripted, stats.sent),
-            (3, 2, 2, 1)
-        );
-        assert_eq!(stats.errors_by_key.get("k-2"), Some(&1));
-        assert_eq!(mock.core().rules().len(), 1, "the rule without times stays");
-        assert_eq!(mock.core().clear_rules(), 1);
-        assert!(send(&mock, "+5491100000001", "k-1").await.is_ok());
-    }
 
     /// A gateway finishes a send whose client hung up mid-call, and its receipts follow:
     /// the simulator must not lose them with the dropped request (the fault campaigns kill
@@ -532,7 +407,7 @@ mod tests {
             ..MockOptions::default()
         });
         let call = Call {
-            path: waspy::PATH.to_string(),
+            path: crate::gateways::waspy::simulator::PATH.to_string(),
             to: Some("+5491100000001".into()),
             key: Some("k-1".into()),
             body: Value::Null,

@@ -35,8 +35,8 @@ use reqwest::Method;
 
 use serde_json::{Map, Value};
 
-use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ProviderKind, Secret};
+use crate::gateways::{self, Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
 
@@ -84,7 +84,7 @@ pub enum Key {
 /// Every HTTP status and body code Whaapy documents, with its SPEC §7 class. Looked up by
 /// `code` when the body has one (the most specific: which WhatsApp rule refused it), else by
 /// `error`; then by the HTTP status. Anything else (an unknown code or name, an unknown
-/// status) falls back on [`super::class_for_status`] with a warning.
+/// status) falls back on [`gateways::class_for_status`] with a warning.
 ///
 /// The Meta codes are those RECEIPTS.md lists for Meta: Whaapy says its WhatsApp-level codes
 /// "follow Meta's", so they mean what they mean there — with one difference. Graph-level
@@ -155,8 +155,8 @@ pub const ERROR_TABLE: &[(Key, ErrorClass)] = &[
     (Key::Status(500), ErrorClass::Transient),
 ];
 
-/// Meta's per-user marketing limit, which waits at least [`super::meta::MARKETING_LIMIT_WAIT`]
-/// here too, since the code means the same.
+/// Meta's per-user marketing limit, which waits at least
+/// [`gateways::meta::send::MARKETING_LIMIT_WAIT`] here too, since the code means the same.
 const MARKETING_LIMIT_CODE: u32 = 131049;
 
 /// The Whaapy adapter for one channel (one Whaapy account).
@@ -178,7 +178,7 @@ impl Adapter for Whaapy {
     }
 
     fn request(&self, job: &Job, _ctx: SendContext<'_>) -> Result<HttpCall, Failure> {
-        super::require_expressible(ProviderKind::Whaapy, job, SUPPORTED_TYPES)?;
+        gateways::require_expressible(ProviderKind::Whaapy, job, SUPPORTED_TYPES)?;
         let kind = job.message.type_name();
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
@@ -194,9 +194,9 @@ impl Adapter for Whaapy {
         body.insert("type".into(), Value::from(kind));
         body.insert(kind.into(), content);
         check_options(job)?;
-        super::merge_options(&mut body, job)?;
+        gateways::merge_options(&mut body, job)?;
 
-        let auth = super::bearer(&self.api_key)?;
+        let auth = gateways::bearer(&self.api_key)?;
         // No idempotency header: Whaapy has none (see the module documentation).
         Ok(HttpCall {
             method: Method::POST,
@@ -336,7 +336,7 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
     let sent = if known.is_some() {
         Sent::No
     } else {
-        super::sent_for_status(reply.status)
+        gateways::sent_for_status(reply.status)
     };
     let class = match known {
         Some(class) => class,
@@ -353,12 +353,12 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
                     "gateway answered an undocumented error; classifying by HTTP status"
                 );
             }
-            documented_status.unwrap_or_else(|| super::class_for_status(reply.status))
+            documented_status.unwrap_or_else(|| gateways::class_for_status(reply.status))
         }
     };
     let mut retry_after = reply.retry_after();
     if numeric == Some(MARKETING_LIMIT_CODE) {
-        let floor = super::meta::MARKETING_LIMIT_WAIT;
+        let floor = gateways::meta::send::MARKETING_LIMIT_WAIT;
         retry_after = Some(retry_after.map_or(floor, |r| r.max(floor)));
     }
     // The most specific code names the failure: the WhatsApp code, else Whaapy's name.
@@ -382,7 +382,7 @@ fn classify_error(reply: &HttpReply, body: &Value) -> Failure {
 /// (`action_required`), the template it names (`details`) and the Whaapy id of the failed
 /// message (`data.id`, what `POST /messages/v1/{id}/retry` and support ask for).
 fn describe(status: u16, body: &Value) -> String {
-    let mut text = super::error_message(body)
+    let mut text = gateways::error_message(body)
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("HTTP {status}"));
     if let Some(action) = body.get("action_required").and_then(Value::as_str) {
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn marketing_limit_131049_waits_at_least_a_day() {
-        let day = super::super::meta::MARKETING_LIMIT_WAIT;
+        let day = gateways::meta::send::MARKETING_LIMIT_WAIT;
         assert_eq!(fail(400, code_error(131049)).retry_after, Some(day));
         let longer = whaapy()
             .response(&reply(
@@ -860,7 +860,7 @@ mod tests {
             let failure = whaapy().request(&job(message.clone()), ctx()).unwrap_err();
             assert_eq!(
                 (failure.class, failure.code.as_str()),
-                (ErrorClass::Invalid, super::super::UNSUPPORTED),
+                (ErrorClass::Invalid, gateways::UNSUPPORTED),
                 "{message}"
             );
             assert!(failure.message.starts_with("whaapy cannot send"));
@@ -872,7 +872,7 @@ mod tests {
         let message = json!({"type": "text", "text": {"body": "x"},
                              "context": {"message_id": "wamid.PREV"}});
         let failure = whaapy().request(&job(message), ctx()).unwrap_err();
-        assert_eq!(failure.code, super::super::UNSUPPORTED);
+        assert_eq!(failure.code, gateways::UNSUPPORTED);
         assert!(failure.message.contains("message.context"));
     }
 

@@ -13,7 +13,7 @@ use crate::config::Secret;
 use crate::outcome::Status;
 
 /// A JSON object.
-pub(super) type Object = Map<String, Value>;
+pub(crate) type Object = Map<String, Value>;
 
 /// Above this a numeric timestamp must be in milliseconds: 10^11 seconds is the year 5138,
 /// while 10^11 milliseconds is 1973, so no real report is ambiguous.
@@ -24,7 +24,7 @@ const PREVIEW_CHARS: usize = 32;
 
 /// The body as a JSON object. serde_json's recursion limit (128) makes deep nesting an error,
 /// not a stack overflow; invalid UTF-8 is an error too.
-pub(super) fn body_object(body: &[u8]) -> Result<Object, ParseError> {
+pub(crate) fn body_object(body: &[u8]) -> Result<Object, ParseError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ParseError(format!("body is not valid JSON: {e}")))?;
     match value {
@@ -37,7 +37,7 @@ pub(super) fn body_object(body: &[u8]) -> Result<Object, ParseError> {
 }
 
 /// The JSON type of `value`, for messages.
-pub(super) fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -49,7 +49,7 @@ pub(super) fn kind(value: &Value) -> &'static str {
 }
 
 /// The path of `key` inside the object at `at` (`""` is the body itself).
-pub(super) fn path(at: &str, key: &str) -> String {
+pub(crate) fn path(at: &str, key: &str) -> String {
     if at.is_empty() {
         key.to_owned()
     } else {
@@ -66,7 +66,7 @@ fn wrong_type(at: &str, key: &str, expected: &str, found: &Value) -> ParseError 
 }
 
 /// A value that must be an object (an array element, usually).
-pub(super) fn as_object<'a>(value: &'a Value, at: &str) -> Result<&'a Object, ParseError> {
+pub(crate) fn as_object<'a>(value: &'a Value, at: &str) -> Result<&'a Object, ParseError> {
     value.as_object().ok_or_else(|| {
         ParseError(format!(
             "{at} must be an object, not a JSON {}",
@@ -81,7 +81,7 @@ fn present<'a>(obj: &'a Object, key: &str) -> Option<&'a Value> {
 }
 
 /// An optional object member.
-pub(super) fn opt_object<'a>(
+pub(crate) fn opt_object<'a>(
     obj: &'a Object,
     key: &str,
     at: &str,
@@ -94,7 +94,7 @@ pub(super) fn opt_object<'a>(
 }
 
 /// An optional array member.
-pub(super) fn opt_array<'a>(
+pub(crate) fn opt_array<'a>(
     obj: &'a Object,
     key: &str,
     at: &str,
@@ -107,7 +107,7 @@ pub(super) fn opt_array<'a>(
 }
 
 /// An optional string member.
-pub(super) fn opt_str<'a>(
+pub(crate) fn opt_str<'a>(
     obj: &'a Object,
     key: &str,
     at: &str,
@@ -120,7 +120,7 @@ pub(super) fn opt_str<'a>(
 }
 
 /// A required, non-empty string member.
-pub(super) fn req_str<'a>(obj: &'a Object, key: &str, at: &str) -> Result<&'a str, ParseError> {
+pub(crate) fn req_str<'a>(obj: &'a Object, key: &str, at: &str) -> Result<&'a str, ParseError> {
     match opt_str(obj, key, at)? {
         Some(s) if !s.is_empty() => Ok(s),
         Some(_) => Err(ParseError(format!("{} is empty", path(at, key)))),
@@ -130,7 +130,7 @@ pub(super) fn req_str<'a>(obj: &'a Object, key: &str, at: &str) -> Result<&'a st
 
 /// An optional id or code that gateways send as a string or as an integer (Meta's error codes
 /// are numbers; seven.io's ids may be). An empty string counts as absent.
-pub(super) fn opt_text(obj: &Object, key: &str, at: &str) -> Result<Option<String>, ParseError> {
+pub(crate) fn opt_text(obj: &Object, key: &str, at: &str) -> Result<Option<String>, ParseError> {
     match present(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -142,7 +142,7 @@ pub(super) fn opt_text(obj: &Object, key: &str, at: &str) -> Result<Option<Strin
 
 /// An optional timestamp: unix seconds (or milliseconds, see [`MILLIS_THRESHOLD`]) as a number
 /// or a numeric string, fractions allowed; RFC 3339; or `YYYY-MM-DD HH:MM:SS`, read as UTC.
-pub(super) fn opt_timestamp(
+pub(crate) fn opt_timestamp(
     obj: &Object,
     key: &str,
     at: &str,
@@ -202,7 +202,7 @@ fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The status a gateway's word means, by its table (case-insensitive: gateways disagree on case).
-pub(super) fn lookup(table: &[(&str, Status)], word: &str) -> Option<Status> {
+pub(crate) fn lookup(table: &[(&str, Status)], word: &str) -> Option<Status> {
     table
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(word))
@@ -210,13 +210,13 @@ pub(super) fn lookup(table: &[(&str, Status)], word: &str) -> Option<Status> {
 }
 
 /// The start of `text`, for a debug log line.
-pub(super) fn preview(text: &str) -> String {
+pub(crate) fn preview(text: &str) -> String {
     text.chars().take(PREVIEW_CHARS).collect()
 }
 
 /// The secret's bytes, or `NotConfigured` when it is empty (an empty key would let anyone
 /// forge a valid HMAC or match an empty header).
-pub(super) fn secret_bytes(secret: &Secret) -> Result<&[u8], AuthError> {
+pub(crate) fn secret_bytes(secret: &Secret) -> Result<&[u8], AuthError> {
     let bytes = secret.expose().as_bytes();
     if bytes.is_empty() {
         Err(AuthError::NotConfigured)
@@ -227,7 +227,7 @@ pub(super) fn secret_bytes(secret: &Secret) -> Result<&[u8], AuthError> {
 
 /// Whether a received hex digest (any case, surrounding spaces tolerated) equals ours, compared
 /// in constant time.
-pub(super) fn hex_matches(expected_hex: &str, received: &[u8]) -> bool {
+pub(crate) fn hex_matches(expected_hex: &str, received: &[u8]) -> bool {
     constant_time_eq(
         expected_hex.as_bytes(),
         received.trim_ascii().to_ascii_lowercase().as_slice(),
@@ -235,7 +235,7 @@ pub(super) fn hex_matches(expected_hex: &str, received: &[u8]) -> bool {
 }
 
 /// The first value of query parameter `name`, URL-decoded (`+` is a space).
-pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     let mut url = reqwest::Url::parse("http://query.invalid/").ok()?;
     url.set_query(Some(query.strip_prefix('?').unwrap_or(query)));
     url.query_pairs()
@@ -245,7 +245,7 @@ pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
 
 /// A header to send. `None` when `value` cannot be a header value (a secret with a newline):
 /// the receiving side then reports the header missing, which is the truth.
-pub(super) fn header(
+pub(crate) fn header(
     name: &'static str,
     value: &str,
     sensitive: bool,
@@ -256,7 +256,7 @@ pub(super) fn header(
 }
 
 #[cfg(test)]
-pub(super) mod testing {
+pub(crate) mod testing {
     //! Building requests the way the listener would.
 
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

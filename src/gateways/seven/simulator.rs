@@ -14,9 +14,9 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
+use super::send::{API_KEY_HEADER, EVENTS_PATH, MAX_FOREIGN_ID, PATH, SUCCESS};
 use crate::config::ProviderKind;
-use crate::providers::seven::{API_KEY_HEADER, EVENTS_PATH, MAX_FOREIGN_ID, PATH, SUCCESS};
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 
 /// The message types the document lists (`text` may also be left out).
 const TYPES: &[&str] = &[

@@ -12,8 +12,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor, wire_id};
 use crate::config::ProviderKind;
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 
 /// Fields of the send body that are Meta's envelope, not the message object.
 const ENVELOPE: &[&str] = &[
@@ -22,6 +22,11 @@ const ENVELOPE: &[&str] = &[
     "to",
     "biz_opaque_callback_data",
 ];
+
+/// The message id Meta's API answers for the simulator's id `id`: a `wamid.…`.
+pub fn wire_id(id: &str) -> String {
+    format!("wamid.{id}")
+}
 
 /// Meta's routes.
 pub fn routes() -> Router<MockCore> {
@@ -217,7 +222,7 @@ async fn meta_send(
     };
     let wamid = match decision {
         // Replays cannot happen without a key; answered as a fresh send if they ever did.
-        Decision::Sent(id) | Decision::Replayed(id) => wire_id(ProviderKind::Meta, &id),
+        Decision::Sent(id) | Decision::Replayed(id) => wire_id(&id),
         Decision::Error(error) => return injected(&error),
     };
     Json(json!({

@@ -15,9 +15,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
+use super::send::{PATH, SUPPORTED_TYPES};
 use crate::config::ProviderKind;
-use crate::providers::whaapy::{PATH, SUPPORTED_TYPES};
+use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 
 /// Fields of a Meta-style body that address the message rather than being the message object.
 const ENVELOPE: &[&str] = &["to", "phone_number", "conversationId"];

@@ -15,14 +15,16 @@
 //!   or just after the change); `errorCode`/`errorMessage` explain a `failed`.
 //! - `attempt` shows Waspy retries deliveries: duplicates are expected downstream.
 
-use reqwest::header::{HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::fields;
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, constant_time_eq,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields;
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    constant_time_eq,
+};
 use crate::outcome::Status;
 
 /// The header carrying the channel's webhook secret (lower case, as `HeaderName` wants it).
@@ -139,13 +141,46 @@ pub fn sign(secret: &Secret) -> Vec<(HeaderName, HeaderValue)> {
         .collect()
 }
 
+/// Waspy's webhook format (also the in-process `mock` provider's).
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        parse(body)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const SECRET: &str = "waspy-channel-secret";
 

@@ -1,20 +1,31 @@
-//! Gateways (SPEC §8): one adapter per provider API behind one seam.
+//! Gateways (SPEC §8): one folder per gateway API, behind one seam.
+//!
+//! A gateway's folder (`gateways/<name>/`) holds everything about it: `send.rs`, its
+//! [`Adapter`] and error table; `webhook.rs`, its [`WebhookFormat`] (verify, parse, render,
+//! sign); `simulator.rs`, the routes the mock gateway speaks its API with; and `mod.rs`, its
+//! [`Gateway`]: what it can do ([`Capabilities`]) and how a channel sends through it.
+//! [`gateway`] maps a provider name to it, [`registry`] walks them all: shared code asks a
+//! gateway, it never names one. `simulator/` is the mock gateway's shared core; `mock/` the
+//! in-process `mock` provider, which borrows Waspy's formats.
 //!
 //! An [`Adapter`] is pure: it turns a canonical [`Job`] into an [`HttpCall`] and an
 //! [`HttpReply`] into an [`Accepted`] or a classified [`Failure`]. It knows nothing of
 //! RabbitMQ or Redis, so it is tested against an HTTP fake alone. [`HttpGateway`] runs
 //! the call with reqwest and classifies transport errors the same way for every provider;
-//! [`Gateway`] is what the worker holds per channel.
+//! [`ChannelGateway`] is what the worker holds per channel.
 
 pub mod meta;
 pub mod mock;
 pub mod seven;
+pub mod simulator;
 pub mod waspy;
 pub mod wazzup;
+pub mod webhook;
 pub mod whaapy;
 
 use std::time::Duration;
 
+use axum::Router;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -22,6 +33,118 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
+use simulator::MockCore;
+pub use webhook::WebhookFormat;
+
+/// Everything shared code may ask about one gateway. One implementation per gateway folder,
+/// a unit struct in its `mod.rs`; [`gateway`] finds it by provider name.
+pub trait Gateway: Send + Sync + 'static {
+    /// The provider name this gateway answers to.
+    fn kind(&self) -> ProviderKind;
+
+    /// What this gateway can do, which the configuration check and the pipeline go by.
+    fn capabilities(&self) -> Capabilities;
+
+    /// What sends one channel's jobs: this gateway's [`Adapter`], run over HTTP at the
+    /// channel's `base_url` ([`ChannelSetup::over_http`]), or, for the in-process `mock`,
+    /// the simulator itself.
+    fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway>;
+
+    /// Its webhooks: how the listener authenticates them, how the receipt consumer reads
+    /// them, how the simulator writes them.
+    fn webhook(&self) -> &'static dyn WebhookFormat;
+
+    /// The simulator's routes speaking this gateway's API (`mensajero mock-gateway` merges
+    /// every gateway's); `None` for the in-process mock, which has no API of its own.
+    fn simulator(&self) -> Option<Router<MockCore>>;
+
+    /// How this API writes the simulator's message id `id` in its answers and receipts.
+    fn wire_id(&self, id: &str) -> String {
+        id.to_owned()
+    }
+}
+
+/// What a gateway can do. Shared code decides by these, never by the gateway's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It deduplicates a repeated request by our idempotency key, which makes resending after
+    /// an ambiguous failure safe (a dedupe lease may be taken over, `on_ambiguous` is moot).
+    pub idempotency: bool,
+    /// A channel must name its sending identity (`sender`): the gateway's API key alone does
+    /// not select the number.
+    pub needs_sender: bool,
+    /// It has a status endpoint, so a channel may set `poll_after`.
+    pub polling: bool,
+    /// It is called over HTTP, so a channel needs a `base_url` and an API key.
+    pub remote: bool,
+}
+
+/// One line per gateway: the match behind [`gateway`] and the list behind [`registry`] are
+/// written from the same lines, so they cannot disagree (and the match is exhaustive).
+macro_rules! registry {
+    ($($kind:ident => $gateway:path,)*) => {
+        /// The gateway a provider name maps to: the one place that does.
+        pub fn gateway(kind: ProviderKind) -> &'static dyn Gateway {
+            match kind {
+                $(ProviderKind::$kind => &$gateway,)*
+            }
+        }
+
+        /// Every gateway, once each, for code that walks them (the simulator's router, tests).
+        pub fn registry() -> impl Iterator<Item = &'static dyn Gateway> {
+            const ALL: &[&dyn Gateway] = &[$(&$gateway,)*];
+            ALL.iter().copied()
+        }
+    };
+}
+
+// The registry: adding a gateway is its folder plus one line here (and its name in
+// `config::ProviderKind`).
+registry! {
+    Meta => meta::MetaGateway,
+    Waspy => waspy::WaspyGateway,
+    Whaapy => whaapy::WhaapyGateway,
+    Wazzup => wazzup::WazzupGateway,
+    Seven => seven::SevenGateway,
+    Mock => mock::MockGateway,
+}
+
+/// One channel as its gateway is built for it.
+pub struct ChannelSetup<'a> {
+    /// The channel's name, for error messages.
+    pub name: &'a str,
+    /// Its configuration.
+    pub config: &'a ChannelConfig,
+    /// Its API key, when the environment holds it.
+    pub api_key: Option<Secret>,
+    /// Its webhook secret: the in-process simulator signs its receipts with it.
+    pub webhook_secret: Option<Secret>,
+}
+
+impl ChannelSetup<'_> {
+    /// The channel sending through the adapter `make` builds from its `sender` (empty when it
+    /// names none) and API key, over HTTP at its `base_url`.
+    pub fn over_http(
+        self,
+        make: impl FnOnce(String, Secret) -> Box<dyn Adapter>,
+    ) -> anyhow::Result<ChannelGateway> {
+        let name = self.name;
+        let api_key = self
+            .api_key
+            .ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))?;
+        let adapter = make(self.config.sender.clone().unwrap_or_default(), api_key);
+        let base_url = self
+            .config
+            .base_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("channel {name}: base_url missing"))?;
+        Ok(ChannelGateway::Http(HttpGateway::new(
+            adapter,
+            base_url,
+            self.config.timeout,
+        )?))
+    }
+}
 
 /// What one send needs besides the job itself.
 #[derive(Debug, Clone, Copy)]
@@ -268,14 +391,14 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 /// What the worker holds per channel.
-pub enum Gateway {
+pub enum ChannelGateway {
     /// A real gateway over HTTP.
     Http(HttpGateway),
-    /// The in-process simulator.
-    Mock(mock::InProcess),
+    /// The in-process simulator (the `mock` provider).
+    InProcess(mock::InProcess),
 }
 
-impl Gateway {
+impl ChannelGateway {
     /// Build the gateway a channel's configuration describes. `webhook_secret` is the
     /// channel's own: the in-process simulator signs its receipts with it.
     pub fn from_config(
@@ -284,40 +407,19 @@ impl Gateway {
         api_key: Option<Secret>,
         webhook_secret: Option<Secret>,
     ) -> anyhow::Result<Self> {
-        let sender = channel.sender.clone().unwrap_or_default();
-        let key = || {
-            api_key
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("channel {name}: API key missing"))
-        };
-        let adapter: Box<dyn Adapter> = match channel.provider {
-            ProviderKind::Mock => {
-                let mock = mock::InProcess::new(channel.mock.clone(), webhook_secret);
-                return Ok(Self::Mock(mock));
-            }
-            ProviderKind::Waspy => Box::new(waspy::Waspy::new(sender, key()?)),
-            ProviderKind::Meta => Box::new(meta::Meta::new(sender, key()?, channel)),
-            ProviderKind::Wazzup => Box::new(wazzup::Wazzup::new(sender, key()?, channel)),
-            ProviderKind::Seven => Box::new(seven::Seven::new(sender, key()?)),
-            // Whaapy's key selects the account and its number: no sender.
-            ProviderKind::Whaapy => Box::new(whaapy::Whaapy::new(key()?)),
-        };
-        let base_url = channel
-            .base_url
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("channel {name}: base_url missing"))?;
-        Ok(Self::Http(HttpGateway::new(
-            adapter,
-            base_url,
-            channel.timeout,
-        )?))
+        gateway(channel.provider).connect(ChannelSetup {
+            name,
+            config: channel,
+            api_key,
+            webhook_secret,
+        })
     }
 
     /// The provider's name, for outcomes.
     pub fn provider(&self) -> ProviderKind {
         match self {
             Self::Http(g) => g.adapter.provider(),
-            Self::Mock(_) => ProviderKind::Mock,
+            Self::InProcess(m) => m.provider(),
         }
     }
 
@@ -331,7 +433,7 @@ impl Gateway {
                 };
                 !matches!(g.adapter.request(job, ctx), Err(f) if f.code == UNSUPPORTED)
             }
-            Self::Mock(_) => true,
+            Self::InProcess(_) => true,
         }
     }
 
@@ -339,7 +441,7 @@ impl Gateway {
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
         match self {
             Self::Http(g) => g.send(job, ctx).await,
-            Self::Mock(m) => m.send(job, ctx).await,
+            Self::InProcess(m) => m.send(job, ctx).await,
         }
     }
 
@@ -347,8 +449,7 @@ impl Gateway {
     pub fn code_class(&self, code: &str) -> Option<ErrorClass> {
         match self {
             Self::Http(g) => g.adapter.code_class(code),
-            // The simulator's receipts are in Waspy's format, with Waspy's codes.
-            Self::Mock(_) => waspy::code_class(code),
+            Self::InProcess(m) => m.code_class(code),
         }
     }
 
@@ -356,7 +457,7 @@ impl Gateway {
     pub async fn status(&self, provider_message_id: &str) -> Option<Result<HttpReply, Failure>> {
         match self {
             Self::Http(g) => g.status(provider_message_id).await,
-            Self::Mock(_) => None,
+            Self::InProcess(_) => None,
         }
     }
 }
@@ -506,31 +607,125 @@ pub fn class_for_status(status: u16) -> ErrorClass {
 mod tests {
     use super::*;
 
-    fn channel(provider: &str) -> ChannelConfig {
-        toml::from_str(&format!("provider = \"{provider}\"")).expect("channel config")
+    use chrono::{TimeZone, Utc};
+
+    use super::webhook::{Parsed, Receipt, WebhookRequest};
+    use crate::outcome::Status;
+
+    /// Every provider name, each with a code its gateway's error table knows (the mock's
+    /// receipts carry Waspy's codes) and the class the table gives it.
+    const KNOWN_CODES: [(ProviderKind, &str, ErrorClass); 6] = [
+        (ProviderKind::Meta, "131047", ErrorClass::WindowExpired),
+        (
+            ProviderKind::Waspy,
+            "SERVICE_WINDOW_EXPIRED",
+            ErrorClass::WindowExpired,
+        ),
+        (ProviderKind::Whaapy, "131047", ErrorClass::WindowExpired),
+        (ProviderKind::Wazzup, "BAD_CONTACT", ErrorClass::Rejected),
+        (ProviderKind::Seven, "7002001", ErrorClass::WindowExpired),
+        (
+            ProviderKind::Mock,
+            "SERVICE_WINDOW_EXPIRED",
+            ErrorClass::WindowExpired,
+        ),
+    ];
+
+    /// A gateway's channel, configured with the least that every gateway accepts.
+    fn connect(gateway: &dyn Gateway) -> ChannelGateway {
+        let config: ChannelConfig = toml::from_str(&format!(
+            "provider = \"{}\"\nbase_url = \"http://127.0.0.1:9\"\nsender = \"106540352242922\"",
+            gateway.kind().as_str()
+        ))
+        .expect("channel config");
+        gateway
+            .connect(ChannelSetup {
+                name: "unit",
+                config: &config,
+                api_key: Some(Secret::new("unit-key")),
+                webhook_secret: None,
+            })
+            .unwrap_or_else(|e| panic!("{:?}: {e}", gateway.kind()))
     }
 
-    /// Every real gateway's adapter.
+    /// Every real gateway's adapter, through the registry.
     fn adapters() -> Vec<Box<dyn Adapter>> {
-        let key = || Secret::new("unit-key");
-        vec![
-            Box::new(meta::Meta::new(
-                "106540352242922".into(),
-                key(),
-                &channel("meta"),
-            )),
-            Box::new(waspy::Waspy::new(
-                "550e8400-e29b-41d4-a716-446655440000".into(),
-                key(),
-            )),
-            Box::new(wazzup::Wazzup::new(
-                "e0629e11-0f67-4567-92a9-2237e91ec1b9".into(),
-                key(),
-                &channel("wazzup"),
-            )),
-            Box::new(seven::Seven::new("491701234567".into(), key())),
-            Box::new(whaapy::Whaapy::new(key())),
-        ]
+        registry()
+            .filter_map(|gateway| match connect(gateway) {
+                ChannelGateway::Http(http) => Some(http.adapter),
+                ChannelGateway::InProcess(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_provider_is_registered_once_and_maps_to_itself() {
+        assert_eq!(registry().count(), KNOWN_CODES.len());
+        for (kind, _, _) in KNOWN_CODES {
+            assert_eq!(
+                registry().filter(|g| g.kind() == kind).count(),
+                1,
+                "{kind:?}"
+            );
+            assert_eq!(gateway(kind).kind(), kind);
+        }
+    }
+
+    /// What each gateway must bring: a channel built from a minimal configuration that is
+    /// called over HTTP exactly when the gateway says it is remote, an error table, simulator
+    /// routes (all but the in-process mock), and a webhook format whose rendered receipt,
+    /// signed, verifies and parses back (what the mock gateway does, then the listener and
+    /// the consumer).
+    #[test]
+    fn every_registered_gateway_brings_its_whole_seam() {
+        let secret = Secret::new("shared-secret");
+        let now = Utc.timestamp_opt(1_790_000_000, 0).unwrap();
+        let url = "https://hooks.example.com/webhooks/ch";
+        for (kind, code, class) in KNOWN_CODES {
+            let gateway = gateway(kind);
+            let channel = connect(gateway);
+            assert_eq!(channel.provider(), kind);
+            assert_eq!(
+                matches!(channel, ChannelGateway::Http(_)),
+                gateway.capabilities().remote,
+                "{kind:?}"
+            );
+            assert_eq!(channel.code_class(code), Some(class), "{kind:?} {code}");
+            // Every gateway called over HTTP has an API the simulator speaks.
+            assert_eq!(
+                gateway.simulator().is_some(),
+                gateway.capabilities().remote,
+                "{kind:?}"
+            );
+
+            let format = gateway.webhook();
+            let receipt = Receipt {
+                provider_message_id: format!("{}-msg-1", kind.as_str()),
+                status: Status::Delivered,
+                job_id: None,
+                error: None,
+                occurred_at: Some(now),
+            };
+            let body = format.render(&receipt);
+            let headers: HeaderMap = format
+                .sign(&secret, "POST", url, &body, now)
+                .into_iter()
+                .collect();
+            let request = WebhookRequest {
+                method: "POST",
+                url,
+                headers: &headers,
+                query: None,
+                body: &body,
+            };
+            assert_eq!(format.verify(&secret, &request, now), Ok(()), "{kind:?}");
+            let other = Secret::new("other-secret");
+            assert!(format.verify(&other, &request, now).is_err(), "{kind:?}");
+            assert!(!format.is_probe(&body), "{kind:?}");
+            let expected = Ok(Parsed::Receipts(vec![receipt]));
+            assert_eq!(format.parse(&body, &headers), expected, "{kind:?}");
+            assert_eq!(webhook::parse(kind, &body), expected, "{kind:?}");
+        }
     }
 
     fn reply(status: u16, body: &'static [u8]) -> HttpReply {

@@ -14,15 +14,16 @@
 //! - Order is not guaranteed and Meta retries deliveries for 7 days: duplicates and `read`
 //!   before `delivered` are the consumer's business (SPEC §6), not this parser's.
 
-use reqwest::header::{HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, constant_time_eq,
-    hmac_sha256_hex,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    constant_time_eq, hmac_sha256_hex,
+};
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
@@ -214,13 +215,50 @@ pub fn sign(secret: &Secret, body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
     .collect()
 }
 
+/// Meta's webhook format, as the listener and the simulator use it.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    fn handshake(&self, query: &str, token: &Secret) -> Option<Result<String, AuthError>> {
+        Some(handshake(query, token))
+    }
+
+    fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        parse(body)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const APP_SECRET: &str = "meta-app-secret";
 

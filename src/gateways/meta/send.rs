@@ -24,8 +24,8 @@ use reqwest::Method;
 
 use serde_json::{Map, Value};
 
-use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ChannelConfig, ProviderKind, Secret};
+use crate::gateways::{self, Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
 
@@ -176,9 +176,9 @@ impl Adapter for Meta {
             "biz_opaque_callback_data".into(),
             Value::from(job.id.clone()),
         );
-        super::merge_options(&mut body, job)?;
+        gateways::merge_options(&mut body, job)?;
 
-        let auth = super::bearer(&self.api_key)?;
+        let auth = gateways::bearer(&self.api_key)?;
         // No idempotency header: Meta has no such mechanism (see the module documentation).
         Ok(HttpCall {
             method: Method::POST,
@@ -235,7 +235,7 @@ impl Adapter for Meta {
 /// Classify Meta's `error` object (or its absence, `Null`) through [`SUBCODE_TABLE`] and
 /// [`ERROR_TABLE`], falling back on the HTTP status for codes neither names.
 fn classify_error(reply: &HttpReply, error: &Value) -> Failure {
-    let code = super::error_code(&serde_json::json!({ "error": error }));
+    let code = gateways::error_code(&serde_json::json!({ "error": error }));
     let numeric = code.as_deref().and_then(|c| c.parse::<u32>().ok());
     let subcode = error
         .get("error_subcode")
@@ -264,8 +264,8 @@ fn classify_error(reply: &HttpReply, error: &Value) -> Failure {
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
             (
-                super::class_for_status(reply.status),
-                super::sent_for_status(reply.status),
+                gateways::class_for_status(reply.status),
+                gateways::sent_for_status(reply.status),
             )
         }
     };

@@ -9,8 +9,8 @@ use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ProviderKind, Secret};
+use crate::gateways::{self, Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::job::Job;
 use crate::retry::{ErrorClass, Failure, Sent};
 
@@ -70,7 +70,7 @@ impl Adapter for Waspy {
     }
 
     fn request(&self, job: &Job, ctx: SendContext<'_>) -> Result<HttpCall, Failure> {
-        super::require_expressible(ProviderKind::Waspy, job, SUPPORTED_TYPES)?;
+        gateways::require_expressible(ProviderKind::Waspy, job, SUPPORTED_TYPES)?;
         let kind = job.message.type_name();
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
@@ -81,9 +81,9 @@ impl Adapter for Waspy {
         body.insert("to".into(), Value::String(job.to.clone()));
         body.insert("type".into(), Value::String(kind.into()));
         body.insert(kind.into(), content);
-        super::merge_options(&mut body, job)?;
+        gateways::merge_options(&mut body, job)?;
 
-        let auth = super::bearer(&self.api_key)?;
+        let auth = gateways::bearer(&self.api_key)?;
         let key = HeaderValue::from_str(ctx.idempotency_key).map_err(|_| {
             Failure::invalid(
                 "invalid_field",
@@ -103,13 +103,13 @@ impl Adapter for Waspy {
     }
 
     fn status_request(&self, provider_message_id: &str) -> Option<HttpCall> {
-        let auth = super::bearer(&self.api_key).ok()?;
+        let auth = gateways::bearer(&self.api_key).ok()?;
         // The answer's `data` has the webhook's `id` and `status`: the receipt parser reads it.
         Some(HttpCall {
             method: Method::GET,
             path: format!(
                 "/api/v2/messages/{}",
-                super::path_segment(provider_message_id)
+                gateways::path_segment(provider_message_id)
             ),
             headers: vec![auth],
             body: Value::Null,
@@ -148,9 +148,9 @@ impl Adapter for Waspy {
 
 /// Map a non-2xx answer through [`ERROR_TABLE`], falling back on the HTTP status.
 fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
-    let code = json.and_then(super::error_code);
+    let code = json.and_then(gateways::error_code);
     let message = json
-        .and_then(super::error_message)
+        .and_then(gateways::error_message)
         .unwrap_or_else(|| format!("HTTP {}", reply.status));
     let known = code
         .as_deref()
@@ -166,8 +166,8 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
             (
-                super::class_for_status(reply.status),
-                super::sent_for_status(reply.status),
+                gateways::class_for_status(reply.status),
+                gateways::sent_for_status(reply.status),
             )
         }
     };

@@ -34,8 +34,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::config::{ProviderKind, Secret};
+use crate::gateways::{self, Accepted, Adapter, HttpCall, HttpReply, SendContext, SendResult};
 use crate::job::{
     Action, ButtonSubType, ComponentType, Contact, Content, Header, Interactive, Job, Media,
     ParameterValue, Reaction, Template,
@@ -125,7 +125,7 @@ impl Seven {
     }
 
     fn auth(&self) -> Result<HeaderValue, Failure> {
-        super::credential_header(self.api_key.expose())
+        gateways::credential_header(self.api_key.expose())
     }
 }
 
@@ -425,7 +425,7 @@ fn reaction(reaction: &Reaction) -> Map<String, Value> {
 }
 
 fn unsupported(what: &str) -> Failure {
-    super::unsupported(ProviderKind::Seven, what)
+    gateways::unsupported(ProviderKind::Seven, what)
 }
 
 /// The `foreign_id` for an idempotency key: at most [`MAX_FOREIGN_ID`] characters of
@@ -473,7 +473,7 @@ impl Adapter for Seven {
                 (PATH, body)
             }
         };
-        super::merge_options(&mut body, job)?;
+        gateways::merge_options(&mut body, job)?;
         Ok(HttpCall {
             method: Method::POST,
             path: path.into(),
@@ -590,7 +590,7 @@ pub fn lookup(code: &str) -> Option<Meaning> {
 fn classify_error(reply: &HttpReply, json: Option<&Value>, code: Option<String>) -> SendResult {
     let message = json
         .and_then(|b| {
-            super::error_message(b).or_else(|| {
+            gateways::error_message(b).or_else(|| {
                 b.pointer("/messages/0/error_text")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
@@ -611,8 +611,8 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>, code: Option<String>)
                 code = provider_code.as_deref().unwrap_or("-"),
                 "gateway answered an undocumented error; classifying by HTTP status"
             );
-            let class = super::class_for_status(reply.status);
-            match super::sent_for_status(reply.status) {
+            let class = gateways::class_for_status(reply.status);
+            match gateways::sent_for_status(reply.status) {
                 Sent::Maybe => Meaning::MaybeSent(class),
                 Sent::No => Meaning::Failed(class),
             }

@@ -4,7 +4,9 @@
 //! - **Auth**: `Authorization: Bearer <crmKey>`, the channel's webhook secret, compared in
 //!   constant time. Wazzup has no HMAC.
 //! - **Probe**: setting the webhook makes Wazzup POST `{"test":true}` first, which must get 200
-//!   and publishes nothing: [`Parsed::Probe`].
+//!   and publishes nothing: [`Parsed::Probe`]. Only exactly that JSON object (whitespace aside)
+//!   is a probe, answered before authentication; a body with any other field is authenticated
+//!   and read like every other.
 //! - **Body**: `{"statuses":[{"messageId","timestamp","status","error"}]}`, possibly with
 //!   `messages` (inbound, ignored) in the same POST. `messageId` is the id of the send answer.
 //!   `status` is `sent|delivered|read|error|edited`: `error` is a failure, `edited` is not a
@@ -13,14 +15,16 @@
 //!   object has Wazzup's error-body shape `{"error": "BAD_CONTACT", "description": …}` (`code`
 //!   and `message` are accepted too), or is a bare code string.
 
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, constant_time_eq,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    constant_time_eq,
+};
 use crate::outcome::Status;
 
 /// Wazzup's status words. `edited` (and anything unknown) is skipped.
@@ -53,10 +57,15 @@ pub fn verify(secret: &Secret, request: &WebhookRequest<'_>) -> Result<(), AuthE
     }
 }
 
+/// Whether the body is Wazzup's probe: the object `{"test": true}` and nothing else.
+fn probe(root: &Object) -> bool {
+    root.len() == 1 && root.get("test") == Some(&Value::Bool(true))
+}
+
 /// Read the statuses (or the probe) in a webhook body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
-    if root.get("test") == Some(&Value::Bool(true)) {
+    if probe(&root) {
         return Ok(Parsed::Probe);
     }
     let statuses = fields::opt_array(&root, "statuses", "")?.unwrap_or_default();
@@ -144,13 +153,50 @@ pub fn sign(secret: &Secret) -> Vec<(HeaderName, HeaderValue)> {
     .collect()
 }
 
+/// Wazzup24's webhook format.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        _now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        verify(secret, request)
+    }
+
+    fn is_probe(&self, body: &[u8]) -> bool {
+        fields::body_object(body).is_ok_and(|root| probe(&root))
+    }
+
+    fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        parse(body)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    fn sign(
+        &self,
+        secret: &Secret,
+        _method: &str,
+        _url: &str,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        sign(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const CRM_KEY: &str = "crm-key-123";
 
@@ -215,6 +261,30 @@ mod tests {
     fn the_test_call_is_a_probe() {
         assert_eq!(parse(br#"{"test":true}"#), Ok(Parsed::Probe));
         assert_eq!(parse(br#"{"test":false}"#), Ok(Parsed::Receipts(vec![])));
+    }
+
+    /// Only exactly `{"test":true}` is answered before authentication: anything more is
+    /// authenticated, and its statuses are read.
+    #[test]
+    fn only_the_bare_test_object_is_a_probe() {
+        for body in [r#"{"test":true}"#, " {\n  \"test\" : true\n} "] {
+            assert!(Format.is_probe(body.as_bytes()), "{body}");
+        }
+        for body in [
+            r#"{"test":true,"statuses":[]}"#,
+            r#"{"test":true,"x":1}"#,
+            r#"{"test":"true"}"#,
+            r#"{"test":1}"#,
+            r#"{"test":false}"#,
+            r#"[{"test":true}]"#,
+            r#"{}"#,
+            "not json",
+        ] {
+            assert!(!Format.is_probe(body.as_bytes()), "{body}");
+        }
+        let body = br#"{"test":true,"statuses":[{"messageId":"m","status":"read"}]}"#;
+        assert_eq!(receipts(body).len(), 1);
+        assert_eq!(receipts(body)[0].status, Status::Read);
     }
 
     #[test]

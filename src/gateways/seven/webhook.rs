@@ -17,14 +17,15 @@
 
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::fields::{self, Object};
-use super::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookRequest, hmac_sha256_hex,
-};
 use crate::config::Secret;
+use crate::gateways::webhook::fields::{self, Object};
+use crate::gateways::webhook::{
+    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
+    hmac_sha256_hex,
+};
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
@@ -62,42 +63,6 @@ fn signed_string(timestamp: &str, nonce: &str, method: &str, url: &str, body: &[
         "{timestamp}\n{nonce}\n{}\n{url}\n{body_md5}",
         method.to_ascii_uppercase()
     )
-}
-
-/// Check `X-Signature` over the request, then the freshness of `X-Timestamp` against `now`.
-pub fn verify(
-    secret: &Secret,
-    request: &WebhookRequest<'_>,
-    now: DateTime<Utc>,
-) -> Result<(), AuthError> {
-    let key = fields::secret_bytes(secret)?;
-    let text = |header: &'static str, name: &'static str| -> Result<&str, AuthError> {
-        request
-            .headers
-            .get(header)
-            .ok_or(AuthError::Missing(name))?
-            .to_str()
-            .map_err(|_| AuthError::Mismatch(name))
-    };
-    let signature = request
-        .headers
-        .get(SIGNATURE_HEADER)
-        .ok_or(AuthError::Missing("X-Signature"))?
-        .as_bytes();
-    let timestamp = text(TIMESTAMP_HEADER, "X-Timestamp")?;
-    let nonce = text(NONCE_HEADER, "X-Nonce")?;
-    let message = signed_string(timestamp, nonce, request.method, request.url, request.body);
-    if !fields::hex_matches(&hmac_sha256_hex(key, message.as_bytes()), signature) {
-        return Err(AuthError::Mismatch("X-Signature"));
-    }
-    let sent_at: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| AuthError::Mismatch("X-Timestamp"))?;
-    if now.timestamp().abs_diff(sent_at) > MAX_SKEW.unsigned_abs() {
-        return Err(AuthError::Stale);
-    }
-    Ok(())
 }
 
 /// Read the receipts in a webhook body.
@@ -210,27 +175,78 @@ pub fn render(receipt: &Receipt) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
-/// The `X-Signature`, `X-Timestamp` and `X-Nonce` headers for `body` sent as `method` to `url`
-/// at `now`, with a fresh random nonce.
-pub fn sign(
-    secret: &Secret,
-    method: &str,
-    url: &str,
-    body: &[u8],
-    now: DateTime<Utc>,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let timestamp = now.timestamp().to_string();
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let message = signed_string(&timestamp, &nonce, method, url, body);
-    let signature = hmac_sha256_hex(secret.expose().as_bytes(), message.as_bytes());
-    [
-        fields::header(SIGNATURE_HEADER, &signature, false),
-        fields::header(TIMESTAMP_HEADER, &timestamp, false),
-        fields::header(NONCE_HEADER, &nonce, false),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+/// seven.io's webhook format.
+pub struct Format;
+
+impl WebhookFormat for Format {
+    /// Check `X-Signature` over the request, then the freshness of `X-Timestamp` against `now`.
+    fn verify(
+        &self,
+        secret: &Secret,
+        request: &WebhookRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        let key = fields::secret_bytes(secret)?;
+        let text = |header: &'static str, name: &'static str| -> Result<&str, AuthError> {
+            request
+                .headers
+                .get(header)
+                .ok_or(AuthError::Missing(name))?
+                .to_str()
+                .map_err(|_| AuthError::Mismatch(name))
+        };
+        let signature = request
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(AuthError::Missing("X-Signature"))?
+            .as_bytes();
+        let timestamp = text(TIMESTAMP_HEADER, "X-Timestamp")?;
+        let nonce = text(NONCE_HEADER, "X-Nonce")?;
+        let message = signed_string(timestamp, nonce, request.method, request.url, request.body);
+        if !fields::hex_matches(&hmac_sha256_hex(key, message.as_bytes()), signature) {
+            return Err(AuthError::Mismatch("X-Signature"));
+        }
+        let sent_at: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| AuthError::Mismatch("X-Timestamp"))?;
+        if now.timestamp().abs_diff(sent_at) > MAX_SKEW.unsigned_abs() {
+            return Err(AuthError::Stale);
+        }
+        Ok(())
+    }
+
+    fn parse(&self, body: &[u8], _headers: &HeaderMap) -> Result<Parsed, ParseError> {
+        parse(body)
+    }
+
+    fn render(&self, receipt: &Receipt) -> Vec<u8> {
+        render(receipt)
+    }
+
+    /// The `X-Signature`, `X-Timestamp` and `X-Nonce` headers for `body` sent as `method` to `url`
+    /// at `now`, with a fresh random nonce.
+    fn sign(
+        &self,
+        secret: &Secret,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let timestamp = now.timestamp().to_string();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let message = signed_string(&timestamp, &nonce, method, url, body);
+        let signature = hmac_sha256_hex(secret.expose().as_bytes(), message.as_bytes());
+        [
+            fields::header(SIGNATURE_HEADER, &signature, false),
+            fields::header(TIMESTAMP_HEADER, &timestamp, false),
+            fields::header(NONCE_HEADER, &nonce, false),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -238,8 +254,8 @@ mod tests {
     use chrono::{Duration, TimeZone};
     use reqwest::header::HeaderMap;
 
-    use super::super::fields::testing;
     use super::*;
+    use crate::gateways::webhook::fields::testing;
 
     const KEY: &str = "seven-signing-key";
     const URL: &str = "https://hooks.example.com/webhooks/seven-de?x=1";
@@ -423,8 +439,11 @@ mod tests {
     fn good_signature_passes_and_sign_round_trips() {
         let secret = Secret::new(KEY);
         let body = FIXTURE.as_bytes();
-        let headers = testing::signed(sign(&secret, "POST", URL, body, now()));
-        assert_eq!(verify(&secret, &request(&headers, body), now()), Ok(()));
+        let headers = testing::signed(Format.sign(&secret, "POST", URL, body, now()));
+        assert_eq!(
+            Format.verify(&secret, &request(&headers, body), now()),
+            Ok(())
+        );
         // Independently computed, with the skew at its limits.
         let ts = now().timestamp().to_string();
         let md5 = hex::encode(Md5::digest(body));
@@ -438,7 +457,7 @@ mod tests {
         for skew in [-MAX_SKEW, 0, MAX_SKEW] {
             let at = now() + Duration::seconds(skew);
             assert_eq!(
-                verify(&secret, &request(&manual, body), at),
+                Format.verify(&secret, &request(&manual, body), at),
                 Ok(()),
                 "{skew}"
             );
@@ -449,21 +468,27 @@ mod tests {
     fn bad_missing_and_stale_signatures_fail() {
         let secret = Secret::new(KEY);
         let body = FIXTURE.as_bytes();
-        let signed = testing::signed(sign(&secret, "POST", URL, body, now()));
+        let signed = testing::signed(Format.sign(&secret, "POST", URL, body, now()));
         let mismatch = Err(AuthError::Mismatch("X-Signature"));
-        let other = testing::signed(sign(&Secret::new("other"), "POST", URL, body, now()));
-        assert_eq!(verify(&secret, &request(&other, body), now()), mismatch);
-        assert_eq!(verify(&secret, &request(&signed, b"{}"), now()), mismatch);
+        let other = testing::signed(Format.sign(&Secret::new("other"), "POST", URL, body, now()));
+        assert_eq!(
+            Format.verify(&secret, &request(&other, body), now()),
+            mismatch
+        );
+        assert_eq!(
+            Format.verify(&secret, &request(&signed, b"{}"), now()),
+            mismatch
+        );
         let mut wrong_url = request(&signed, body);
         wrong_url.url = "https://hooks.example.com/webhooks/seven-de";
-        assert_eq!(verify(&secret, &wrong_url, now()), mismatch);
+        assert_eq!(Format.verify(&secret, &wrong_url, now()), mismatch);
         let mut wrong_method = request(&signed, body);
         wrong_method.method = "PUT";
-        assert_eq!(verify(&secret, &wrong_method, now()), mismatch);
+        assert_eq!(Format.verify(&secret, &wrong_method, now()), mismatch);
         for stale in [MAX_SKEW + 1, -(MAX_SKEW + 1), 86_400] {
             let at = now() + Duration::seconds(stale);
             assert_eq!(
-                verify(&secret, &request(&signed, body), at),
+                Format.verify(&secret, &request(&signed, body), at),
                 Err(AuthError::Stale),
                 "{stale}"
             );
@@ -476,12 +501,12 @@ mod tests {
             let mut headers = signed.clone();
             headers.remove(missing);
             assert_eq!(
-                verify(&secret, &request(&headers, body), now()),
+                Format.verify(&secret, &request(&headers, body), now()),
                 Err(AuthError::Missing(name))
             );
         }
         assert_eq!(
-            verify(&Secret::new(""), &request(&signed, body), now()),
+            Format.verify(&Secret::new(""), &request(&signed, body), now()),
             Err(AuthError::NotConfigured)
         );
     }
