@@ -22,21 +22,19 @@ use crate::gateways::WebhookFormat;
 use crate::gateways::webhook::{Parsed, Receipt};
 use crate::http::{self, CHANNEL_HEADER};
 use crate::outcome::{Outcome, OutcomeError, Status};
-use crate::retry::ErrorClass;
+use crate::retry::{ErrorClass, Schedule};
 use crate::tracking::{self, Tracked};
 
 /// How long a receipt holds its message's lock: far longer than publishing a few outcomes
 /// takes, short enough that a crashed holder delays that message's receipts only briefly.
 const LOCK_LEASE: Duration = Duration::from_secs(10);
 
-/// Waits between tries of a receipt whose message is not known yet; the last repeats.
-const UNKNOWN_WAITS: [Duration; 5] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-    Duration::from_secs(60),
-    Duration::from_secs(120),
-];
+/// Waits between tries of a receipt whose message is not known yet (the last repeats): a
+/// receipt that overtook its send waits about a second; one for a message that is not ours
+/// backs off to two minutes until `receipts.unknown_retry` runs out.
+static UNKNOWN_WAITS: std::sync::LazyLock<Schedule> = std::sync::LazyLock::new(|| {
+    Schedule::new([1, 5, 30, 60, 120].map(Duration::from_secs).to_vec())
+});
 
 /// Handle one delivery from the webhooks queue and settle it.
 pub(super) async fn process(shared: &Shared, publisher: &Publisher, delivery: &Delivery) {
@@ -126,7 +124,7 @@ async fn handle(
     if age < window {
         // Retrying the whole body is safe: receipts already applied add nothing the second time.
         let tries = carried.attempts;
-        let wait = UNKNOWN_WAITS[(tries as usize).min(UNKNOWN_WAITS.len() - 1)];
+        let wait = UNKNOWN_WAITS.nominal(tries + 1);
         debug!(ids = ?unknown, tries, ?wait, "receipt for an unknown message; trying again later");
         let carried = Carried {
             attempts: tries + 1,

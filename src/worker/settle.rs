@@ -36,17 +36,13 @@ pub(super) async fn settle(
     delivery: &Delivery,
     result: Result<Disposition, TaskError>,
 ) {
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
     let settled = match result {
         Ok(Disposition::Ack) => delivery.acker.ack(BasicAckOptions::default()).await,
-        Ok(Disposition::Requeue) | Err(TaskError::Shutdown) => {
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-        }
+        Ok(Disposition::Requeue) | Err(TaskError::Shutdown) => delivery.acker.nack(requeue).await,
         Err(TaskError::Publish(e)) if !publisher.is_open() => {
             // Not acked: the broker redelivers it, and dedupe turns the repeat into a
             // re-publish of whatever this attempt got to record.
@@ -59,13 +55,7 @@ pub(super) async fn settle(
             // limit dead-letters a job that never gets through.
             error!(error = %e, "publishing failed; returning the job to its queue");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
+            delivery.acker.nack(requeue).await
         }
     };
     match settled {
