@@ -97,6 +97,9 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// Whether the gateway may have sent the message despite the failure.
     pub sent: Sent,
+    /// The gateway is still working on an earlier request with the same idempotency key
+    /// (Waspy's `409 IDEMPOTENCY_CONFLICT`): "ask again shortly", not an outage.
+    pub in_progress: bool,
 }
 
 impl Failure {
@@ -109,6 +112,7 @@ impl Failure {
             provider_code: None,
             retry_after: None,
             sent: Sent::No,
+            in_progress: false,
         }
     }
 
@@ -131,6 +135,14 @@ impl Failure {
 
     /// Mark the failure as possibly having reached the gateway.
     pub fn maybe_sent(mut self) -> Self {
+        self.sent = Sent::Maybe;
+        self
+    }
+
+    /// Mark the failure as the gateway still working on an earlier request with this key:
+    /// that request may well send, so this one may have too.
+    pub fn in_progress(mut self) -> Self {
+        self.in_progress = true;
         self.sent = Sent::Maybe;
         self
     }

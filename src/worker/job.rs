@@ -422,6 +422,8 @@ impl<'a> JobTask<'a> {
         }
         self.carried.queued = true;
 
+        // "Still in progress" answers in a row (see policy::IN_PROGRESS_RETRIES).
+        let mut in_progress = 0;
         loop {
             tracing::Span::current().record("attempt", attempt);
             let permit = match booked.take() {
@@ -515,6 +517,7 @@ impl<'a> JobTask<'a> {
             ambiguous = failure.sent == Sent::Maybe;
             let attempted = Attempted {
                 attempt,
+                in_progress_before: in_progress,
                 channel: &self.channel.config,
                 maybe_sent_before: self.carried.maybe_sent,
                 failover_left: self.next_failover().is_some(),
@@ -525,6 +528,11 @@ impl<'a> JobTask<'a> {
                 jitter: rand::random_range(0.0..=1.0),
             };
             self.carried.maybe_sent |= ambiguous;
+            in_progress = if failure.in_progress {
+                in_progress + 1
+            } else {
+                0
+            };
             let wait = match policy::after_failure(&failure, &attempted) {
                 AfterFailure::Retry { wait, durable } => {
                     warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, retry_in = ?wait, durable, "attempt failed; will retry");

@@ -218,11 +218,21 @@ pub enum AfterFailure {
     Fail,
 }
 
+/// How long to wait before asking again a gateway that is still working on an earlier
+/// request with the same key: about the time such a request takes to finish.
+pub const IN_PROGRESS_WAIT: Duration = Duration::from_secs(1);
+
+/// How many "still in progress" answers in a row are retried after [`IN_PROGRESS_WAIT`]
+/// before the channel's schedule takes over (the earlier request may be stuck).
+pub const IN_PROGRESS_RETRIES: u32 = 3;
+
 /// Everything [`after_failure`] weighs besides the failure itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempted<'a> {
     /// The attempt that failed (1-based, on this channel).
     pub attempt: u32,
+    /// "Still in progress" answers in a row before this one, in this turn.
+    pub in_progress_before: u32,
     /// The channel's settings: schedule, floors, `max_attempts`, `max_age`.
     pub channel: &'a ChannelConfig,
     /// An earlier attempt on this channel may have reached the gateway.
@@ -249,6 +259,11 @@ pub struct Attempted<'a> {
 /// send now, while this one waits for an operator) or once `max_attempts` is used up. Auth
 /// and channel trouble is otherwise retried until `max_age`, so an operator's fix drains the
 /// backlog; everything else also stops at `max_attempts`.
+///
+/// A gateway still working on an earlier request with the same key (a resumed job meeting
+/// its crashed predecessor's call) is asked again after [`IN_PROGRESS_WAIT`], in process, up
+/// to [`IN_PROGRESS_RETRIES`] times, whatever `max_attempts` says: the earlier request is
+/// about to answer, and a durable tier would hold the job for half a minute.
 pub fn after_failure(failure: &Failure, at: &Attempted<'_>) -> AfterFailure {
     if !failure.class.is_retryable() {
         return AfterFailure::Fail;
@@ -256,17 +271,22 @@ pub fn after_failure(failure: &Failure, at: &Attempted<'_>) -> AfterFailure {
     let maybe_sent = at.maybe_sent_before || failure.sent == Sent::Maybe;
     let can_fail_over = !maybe_sent && at.failover_left;
     let slow = matches!(failure.class, ErrorClass::Auth | ErrorClass::Channel);
+    let soon = failure.in_progress && at.in_progress_before < IN_PROGRESS_RETRIES;
     if slow && can_fail_over {
         return AfterFailure::FailOver;
     }
-    if !slow && at.attempt >= at.channel.max_attempts {
+    if !soon && !slow && at.attempt >= at.channel.max_attempts {
         return if can_fail_over {
             AfterFailure::FailOver
         } else {
             AfterFailure::GiveUp(Limit::MaxAttempts)
         };
     }
-    let wait = retry_wait(at.channel, at.attempt, failure, at.jitter);
+    let wait = if soon {
+        IN_PROGRESS_WAIT
+    } else {
+        retry_wait(at.channel, at.attempt, failure, at.jitter)
+    };
     let next = at.now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
     let max_age = chrono::Duration::from_std(at.channel.max_age).unwrap_or(chrono::Duration::MAX);
     if at
@@ -281,7 +301,7 @@ pub fn after_failure(failure: &Failure, at: &Attempted<'_>) -> AfterFailure {
     }
     AfterFailure::Retry {
         wait,
-        durable: wait > at.inline_wait,
+        durable: !soon && wait > at.inline_wait,
     }
 }
 
@@ -532,6 +552,7 @@ mod tests {
         name: &'static str,
         failure: Failure,
         attempt: u32,
+        in_progress_before: u32,
         channel: &'static str,
         maybe_sent_before: bool,
         failover_left: bool,
@@ -547,6 +568,7 @@ mod tests {
             name,
             failure,
             attempt: 1,
+            in_progress_before: 0,
             channel: "",
             maybe_sent_before: false,
             failover_left: false,
@@ -569,6 +591,73 @@ mod tests {
         use ErrorClass::*;
         use Sent::{Maybe, No};
         let rows = [
+            Row {
+                ..row(
+                    "still in progress: asked again after 1 s, in process",
+                    failure(Transient, No, None).in_progress(),
+                    AfterFailure::Retry {
+                        wait: secs(1),
+                        durable: false,
+                    },
+                )
+            },
+            Row {
+                in_progress_before: 2,
+                ..row(
+                    "the third time in a row: still soon",
+                    failure(Transient, No, None).in_progress(),
+                    AfterFailure::Retry {
+                        wait: secs(1),
+                        durable: false,
+                    },
+                )
+            },
+            Row {
+                in_progress_before: 3,
+                ..row(
+                    "after three, the schedule takes over",
+                    failure(Transient, No, None).in_progress(),
+                    retry(5, true),
+                )
+            },
+            Row {
+                attempt: 10,
+                ..row(
+                    "in progress at max_attempts: asked again, not given up",
+                    failure(Transient, No, None).in_progress(),
+                    AfterFailure::Retry {
+                        wait: secs(1),
+                        durable: false,
+                    },
+                )
+            },
+            Row {
+                attempt: 10,
+                in_progress_before: 3,
+                ..row(
+                    "in progress at max_attempts, three times over: give up",
+                    failure(Transient, No, None).in_progress(),
+                    GiveUp(Limit::MaxAttempts),
+                )
+            },
+            Row {
+                failover_left: true,
+                attempt: 10,
+                in_progress_before: 3,
+                ..row(
+                    "in progress may have sent: never failed over",
+                    failure(Transient, No, None).in_progress(),
+                    GiveUp(Limit::MaxAttempts),
+                )
+            },
+            Row {
+                deadline: Some(0),
+                ..row(
+                    "in progress past the deadline: expire",
+                    failure(Transient, No, None).in_progress(),
+                    Expire,
+                )
+            },
             row("invalid: never retried", failure(Invalid, No, None), Fail),
             row("rejected: never retried", failure(Rejected, No, None), Fail),
             row(
@@ -770,6 +859,7 @@ mod tests {
             let channel = channel(row.channel);
             let attempted = Attempted {
                 attempt: row.attempt,
+                in_progress_before: row.in_progress_before,
                 channel: &channel,
                 maybe_sent_before: row.maybe_sent_before,
                 failover_left: row.failover_left,

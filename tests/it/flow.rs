@@ -365,6 +365,45 @@ async fn failover_only_when_the_gateway_provably_did_not_send() {
     assert_eq!(failed.error.unwrap().class, ErrorClass::RetriesExhausted);
 }
 
+/// A resumed job whose key Waspy is still processing (`409 IDEMPOTENCY_CONFLICT`, "otra
+/// request con la misma key está en proceso") is asked again about a second later, in
+/// process, not after the schedule's first durable step (a minute here).
+#[tokio::test]
+async fn a_call_still_in_progress_at_the_gateway_is_asked_again_within_seconds() {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "error": {"code": "IDEMPOTENCY_CONFLICT",
+                      "message": "Otra request con la misma key está en proceso"}
+        })))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&gateway)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("msg-after-conflict"))
+        .expect(1)
+        .mount(&gateway)
+        .await;
+    let app = app(
+        "in-progress",
+        &channel("waspy-ar", &gateway.uri(), "retry_schedule = [\"60s\"]"),
+    )
+    .await;
+    app.enqueue(&job("conflicted", "waspy-ar")).await;
+    let outcomes = app.outcomes(2).await;
+    let sent = terminal(&outcomes, "conflicted");
+    assert_eq!(
+        (sent.status, sent.attempt),
+        (Status::Sent, 3),
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        sent.provider_message_id.as_deref(),
+        Some("msg-after-conflict")
+    );
+}
+
 /// A Meta channel (no idempotency of its own) whose Graph API answers 500 is never failed
 /// over: the message may have gone out, and a second gateway would send it again. The same
 /// channel answering 503 (the service refused the work) fails over once its attempts run out.

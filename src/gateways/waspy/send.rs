@@ -183,8 +183,9 @@ fn classify_error(reply: &HttpReply, json: Option<&Value>) -> Failure {
         failure = failure.with_provider_code(code);
     }
     if class == ErrorClass::Transient && reply.status == 409 {
-        // A conflict means an earlier request with this key is in progress at Waspy.
-        failure = failure.maybe_sent();
+        // "Otra request con la misma key está en proceso": an earlier request with this key
+        // (a crashed worker's, resumed now) is still being handled at Waspy. Ask again soon.
+        failure = failure.in_progress();
     }
     failure
 }
@@ -244,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_conflict_may_have_been_sent() {
+    fn idempotency_conflict_may_have_been_sent_and_is_still_in_progress() {
         let failure = waspy()
             .response(&reply(
                 409,
@@ -253,8 +254,19 @@ mod tests {
             ))
             .unwrap_err();
         assert_eq!(
-            (failure.class, failure.sent),
-            (ErrorClass::Transient, Sent::Maybe)
+            (failure.class, failure.sent, failure.in_progress),
+            (ErrorClass::Transient, Sent::Maybe, true)
+        );
+        let other = waspy()
+            .response(&reply(
+                409,
+                json!({"error": {"code": "SOMETHING_ELSE"}}),
+                &[],
+            ))
+            .unwrap_err();
+        assert!(
+            !other.in_progress,
+            "only the documented conflict: {other:?}"
         );
     }
 
