@@ -357,7 +357,115 @@ impl Metrics {
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
     }
+
+    /// Create, at 0, every series whose labels are known at start-up, so a fresh worker's
+    /// dashboards show 0 instead of "no data" and alert expressions find their series.
+    /// Labels that only events can tell (a gateway's error code) start at the empty value.
+    pub fn prime(&self, known: &Known<'_>) {
+        let label = |name: &'static str, value: &str| (name, value.to_string());
+        for lane in LANES {
+            let _ = self.jobs_consumed.get_or_create(&vec![label("lane", lane)]);
+            let _ = self.in_flight.get_or_create(&vec![label("lane", lane)]);
+        }
+        for reason in DEAD_LETTER_REASONS {
+            let _ = self
+                .dead_letters
+                .get_or_create(&vec![label("reason", reason)]);
+        }
+        for &(channel, _) in known.channels {
+            for status in STATUSES {
+                let _ = self
+                    .outcomes
+                    .get_or_create(&vec![label("status", status), label("channel", channel)]);
+            }
+            for class in known.classes {
+                let _ = self.failures.get_or_create(&vec![
+                    label("channel", channel),
+                    label("class", class),
+                    label("code", ""),
+                ]);
+            }
+            for step in std::iter::once("inline").chain(known.tiers.iter().map(String::as_str)) {
+                let _ = self
+                    .retries
+                    .get_or_create(&vec![label("channel", channel), label("step", step)]);
+            }
+            let _ = self
+                .duplicates
+                .get_or_create(&vec![label("channel", channel)]);
+            let _ = self
+                .rate_limit_waits
+                .get_or_create(&vec![label("channel", channel)]);
+            // No failure seen yet: healthy until the gateway says otherwise.
+            self.channel_health(channel, true);
+        }
+        let mut providers: Vec<&str> = known.channels.iter().map(|&(_, p)| p).collect();
+        providers.sort_unstable();
+        providers.dedup();
+        for provider in providers {
+            let _ = self
+                .gateway_latency
+                .get_or_create(&vec![label("provider", provider), label("result", "ok")]);
+            let _ = self
+                .receipt_lag
+                .get_or_create(&vec![label("provider", provider)]);
+            for result in RECEIPT_RESULTS {
+                let _ = self
+                    .receipts
+                    .get_or_create(&vec![label("provider", provider), label("result", result)]);
+            }
+        }
+    }
 }
+
+/// The label values a worker knows at start-up (see [`Metrics::prime`]).
+pub struct Known<'a> {
+    /// Configured channels and the provider behind each.
+    pub channels: &'a [(&'a str, &'a str)],
+    /// Failure classes an outcome can carry.
+    pub classes: &'a [&'a str],
+    /// Delay tiers a retry can be parked in, by name (`30s`, `5m`, …).
+    pub tiers: &'a [String],
+}
+
+/// The lanes jobs are consumed in.
+const LANES: [&str; 2] = ["send", "bulk"];
+
+/// Outcome statuses (SPEC §3).
+const STATUSES: [&str; 5] = ["queued", "sent", "delivered", "read", "failed"];
+
+/// Dead-letter reasons mensajero itself assigns (a gateway's own codes come on top).
+const DEAD_LETTER_REASONS: [&str; 12] = [
+    "oversize",
+    "malformed",
+    "unknown_field",
+    "missing_field",
+    "invalid_field",
+    "invalid_phone",
+    "unknown_channel",
+    "unsupported_message_type",
+    "expired",
+    "ambiguous_send",
+    "invalid_receipt",
+    "unknown_message",
+];
+
+/// What becomes of a webhook receipt: at the listener, then at the receipt consumer.
+const RECEIPT_RESULTS: [&str; 13] = [
+    "accepted",
+    "probe",
+    "unauthorized",
+    "too_large",
+    "timeout",
+    "bad_request",
+    "unavailable",
+    "applied",
+    "duplicate",
+    "unknown",
+    "invalid",
+    "polled",
+    "poll_failed",
+];
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, for code that walks them (metrics created at start-up).
+    pub const ALL: [Self; 9] = [
+        Self::Transient,
+        Self::RateLimited,
+        Self::Auth,
+        Self::Channel,
+        Self::WindowExpired,
+        Self::Invalid,
+        Self::Rejected,
+        Self::Expired,
+        Self::RetriesExhausted,
+    ];
+
     /// Whether another attempt can succeed without anyone changing the job.
     pub fn is_retryable(self) -> bool {
         matches!(

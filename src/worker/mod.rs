@@ -20,14 +20,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::broker::Topology;
+use crate::broker::{self, Topology};
 use crate::config::{ChannelConfig, Config};
 use crate::dedupe::Dedupe;
 use crate::gateways::ChannelGateway;
 use crate::http::{self, HttpState, Live};
-use crate::metrics::Metrics;
+use crate::metrics::{Known, Metrics};
 use crate::ratelimit::RateLimiter;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, ErrorClass};
 use crate::tracking::Tracker;
 
 mod job;
@@ -93,6 +93,7 @@ async fn run_with(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    prime_metrics(&metrics, &config);
     let live = Arc::new(Live::default());
     // The listener runs from the start, so /healthz and /readyz answer while dependencies are
     // still coming up, and stops last, so webhooks are taken until the broker session ends.
@@ -112,6 +113,26 @@ async fn run_with(
         Err(e) => warn!(error = %e, "http listener task failed"),
     }
     result
+}
+
+/// Create every series whose labels the configuration already tells, at 0.
+fn prime_metrics(metrics: &Metrics, config: &Config) {
+    let channels: Vec<(&str, &str)> = config
+        .channels
+        .iter()
+        .map(|(name, channel)| (name.as_str(), channel.provider.as_str()))
+        .collect();
+    let classes = ErrorClass::ALL.map(ErrorClass::as_str);
+    let tiers: Vec<String> = Topology::from_config(&config.amqp)
+        .delay_queues
+        .iter()
+        .map(|(tier, _)| broker::tier_name(*tier))
+        .collect();
+    metrics.prime(&Known {
+        channels: &channels,
+        classes: &classes,
+        tiers: &tiers,
+    });
 }
 
 async fn serve_jobs(

@@ -21,6 +21,17 @@ const ACK_SETTLE: Duration = Duration::from_millis(250);
 /// Sample queue depths and consumer counts for the metrics (alerts on backlog and on
 /// queues nobody consumes need them, and KEDA-less setups can scale on them).
 async fn sample_queues(shared: Arc<Shared>, channel: lapin::Channel) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if !sample_queues_once(&shared, &channel).await {
+            // The channel is gone (session ending); the next session starts a new sampler.
+            return;
+        }
+    }
+}
+
+/// One sample of every queue; false when the channel is gone.
+async fn sample_queues_once(shared: &Shared, channel: &lapin::Channel) -> bool {
     let topology = &shared.topology;
     let queues = [
         ("send", &topology.send_queue),
@@ -28,25 +39,22 @@ async fn sample_queues(shared: Arc<Shared>, channel: lapin::Channel) {
         ("webhooks", &topology.webhooks_queue),
         ("dead", &topology.dead_queue),
     ];
-    loop {
-        for (label, queue) in queues {
-            let passive = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            match channel
-                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                .await
-            {
-                Ok(q) => shared
-                    .metrics
-                    .queue_sample(label, q.message_count(), q.consumer_count()),
-                // The channel is gone (session ending); the next session starts a new sampler.
-                Err(_) => return,
-            }
+    for (label, queue) in queues {
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(q) => shared
+                .metrics
+                .queue_sample(label, q.message_count(), q.consumer_count()),
+            Err(_) => return false,
         }
-        tokio::time::sleep(PROBE_EVERY).await;
     }
+    true
 }
 
 /// One work queue with its own consumer, prefetch and in-flight budget, so a flood in one
@@ -65,6 +73,8 @@ pub(super) async fn session(shared: &Arc<Shared>, established: &mut bool) -> any
     let connection = broker::connect(&shared.config.amqp.url, "mensajero-worker").await?;
     let setup = connection.create_channel().await?;
     shared.topology.declare(&setup).await?;
+    // The queue series exist from the moment the worker reports ready.
+    sample_queues_once(shared, &setup).await;
     let publisher = Publisher::new(connection.create_channel().await?).await?;
     shared.live.set_publisher(Some(publisher.clone())).await;
     *established = true;

@@ -158,6 +158,55 @@ fn is_exported(identifier: &str) -> bool {
         })
 }
 
+/// A fresh worker, before any job or receipt, already exports every series the alerts and
+/// the dashboard read: dashboards show 0, not "no data", and no alert expression names a
+/// series that does not exist yet.
+#[tokio::test]
+async fn a_fresh_worker_exports_every_series_the_alerts_and_dashboard_use() {
+    let (_core, gateway, _stop) =
+        crate::common::start_gateway(mensajero::config::MockOptions::default()).await;
+    let app = crate::common::TestApp::spawn(crate::common::config(
+        &crate::common::unique_prefix("fresh-metrics"),
+        &crate::common::gateway_channels(&gateway),
+        crate::common::GATEWAY_ENV,
+    ))
+    .await;
+    app.wait_ready().await;
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut missing = Vec::new();
+    for path in [
+        deploy().join("prometheus/alerts.yml"),
+        deploy().join("grafana/mensajero.json"),
+    ] {
+        for name in metric_identifiers(&read(&path)) {
+            // A histogram is named by its base name or one of its series; it exports all.
+            let present = exported.contains(name.as_str())
+                || exported.contains(format!("{name}_bucket").as_str());
+            if !present {
+                missing.push(format!("{}: `{name}`", shown(&path)));
+            }
+        }
+    }
+    assert_none(missing, "series a fresh worker does not export");
+    // The failures series exist per configured channel and class, at 0.
+    assert!(
+        text.contains(
+            "mensajero_failures_total{channel=\"waspy-ar\",class=\"retries_exhausted\",code=\"\"} 0"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn alerts_and_dashboard_use_only_exported_metric_names() {
     let mut problems = Vec::new();
