@@ -20,7 +20,7 @@ use mensajero::job::Job;
 use mensajero::retry::{ErrorClass, Sent};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
-use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The documents' key placeholder, so the auth header is the examples' own.
@@ -487,30 +487,39 @@ async fn timeout_is_transient_and_maybe_sent() {
     assert_eq!(failure.sent, Sent::Maybe);
 }
 
-/// Types Whaapy does not document, and replies, fail before any call.
+/// Whaapy takes Meta's message object as it is: location, contacts, sticker, reaction and a
+/// reply's context reach it exactly in Meta's shape, and are sent.
 #[tokio::test]
-async fn unsupported_messages_never_reach_the_gateway() {
-    let server = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
-    let gateway = gateway(&server.uri(), KEY, Duration::from_secs(5));
-    for message in [
-        json!({"type": "location", "location": {"latitude": 19.43, "longitude": -99.13}}),
-        json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Soporte"}}]}),
+async fn every_type_and_replies_reach_whaapy_in_metas_shape() {
+    let messages = [
+        json!({"type": "location", "location": {"latitude": 19.43, "longitude": -99.13,
+               "name": "Sucursal Centro"}}),
+        json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Soporte"},
+               "phones": [{"phone": "+5215512345678", "type": "WORK"}]}]}),
         json!({"type": "sticker", "sticker": {"link": "https://example.com/s.webp"}}),
         json!({"type": "reaction", "reaction": {"message_id": MESSAGE_ID, "emoji": "👍"}}),
         json!({"type": "text", "text": {"body": "Sí"}, "context": {"message_id": "wamid.X"}}),
-    ] {
-        let failure = gateway
+    ];
+    let server = MockServer::start().await;
+    for message in &messages {
+        let mut wire = message.as_object().unwrap().clone();
+        wire.insert("to".into(), json!(TO));
+        Mock::given(method("POST"))
+            .and(path("/messages/v1"))
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .and(body_json(Value::Object(wire)))
+            .respond_with(success())
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let gateway = gateway(&server.uri(), KEY, Duration::from_secs(5));
+    for message in messages {
+        let accepted = gateway
             .send(&job(message.clone()), ctx("k"))
             .await
-            .unwrap_err();
-        assert_eq!(failure.class, ErrorClass::Invalid, "{message}");
-        assert_eq!(failure.code, "unsupported_message_type");
-        assert!(failure.message.contains("whaapy"), "{}", failure.message);
+            .unwrap_or_else(|f| panic!("{message}: {f:?}"));
+        assert_eq!(accepted.provider_message_id, MESSAGE_ID, "{message}");
     }
 }
 
@@ -615,8 +624,9 @@ async fn mock_gateway_injected_errors_classify() {
     }
 }
 
-/// The simulator takes the documents' own requests in both styles, answers in the documented
-/// success shape with fresh ids, and refuses types Whaapy does not list in its error shape.
+/// The simulator takes the documents' own requests in both styles (and any Meta message
+/// object), answers in the documented success shape with fresh ids, and refuses malformed
+/// requests in its error shape.
 #[tokio::test]
 async fn mock_gateway_takes_the_documents_requests() {
     let (core, url, stop) = start_simulator(quiet(0.0, 503)).await;
@@ -638,6 +648,8 @@ async fn mock_gateway_takes_the_documents_requests() {
                 "header_media": { "type": "image", "url": "https://example.com/navidad-promo.jpg" } }),
         json!({ "to": "+5215512345678", "type": "text",
                 "text": { "body": "Mira nuestro catálogo: https://whaapy.com/productos", "preview_url": true } }),
+        json!({ "to": "+5215512345678", "type": "location",
+                "location": { "latitude": 19.43, "longitude": -99.13 } }),
     ];
     let mut ids = std::collections::HashSet::new();
     for request in requests {
@@ -658,8 +670,7 @@ async fn mock_gateway_takes_the_documents_requests() {
         assert!(ids.insert(id), "ids are unique");
     }
     for request in [
-        json!({ "to": "+5215512345678", "type": "location",
-                "location": { "latitude": 19.43, "longitude": -99.13 } }),
+        json!({ "to": "+5215512345678", "type": "location", "location": { "latitude": 19.43 } }),
         json!({ "to": "5215512345678", "content": "sin +" }),
         json!({ "content": "sin destinatario" }),
     ] {

@@ -22,12 +22,13 @@
 //!   Whaapy's name and `code` a WhatsApp-level (Meta) code when WhatsApp refused the message.
 //!   The class follows the Meta code when there is one, else Whaapy's name, else the HTTP
 //!   status ([`ERROR_TABLE`]). Failures can come with HTTP 200, so the body decides.
-//! - **Gaps**: the stored documents show only text and templates; the list of the other types'
-//!   pages is cut off ("Para otros tipos, consulta:"). We follow SPEC §8, which lists image,
-//!   video, audio, document and interactive as documented, and refuse location, contacts,
-//!   sticker and reaction. Whaapy documents no reply `context`, so replies are refused too
-//!   rather than sent without the quote. `Retry-After` is not documented; it is honoured if
-//!   present.
+//! - **Every type**: Whaapy takes Meta's message object as it is ("Estilo Meta … útil si ya
+//!   tienes código funcionando con la API oficial de WhatsApp"), and neither its documents nor
+//!   SPEC §8's Whaapy column name a type it cannot send, so every canonical message goes out
+//!   in Meta's shape: location, contacts, sticker and reaction included, and a reply's
+//!   `context` beside the type's object, where Meta's API has it. Nothing is refused up front;
+//!   if Whaapy ever refuses a type, its error answer is classified like any other.
+//!   `Retry-After` is not documented; it is honoured if present.
 
 use std::ops::RangeInclusive;
 
@@ -42,17 +43,6 @@ use crate::retry::{ErrorClass, Failure, Sent};
 
 /// The send endpoint.
 pub const PATH: &str = "/messages/v1";
-
-/// Message types Whaapy documents (SPEC §8); every other canonical type is refused up front.
-pub const SUPPORTED_TYPES: &[&str] = &[
-    "text",
-    "image",
-    "video",
-    "audio",
-    "document",
-    "template",
-    "interactive",
-];
 
 /// The only template language policy; the document asks for it to pin the language.
 pub const LANGUAGE_POLICY: &str = "deterministic";
@@ -178,21 +168,23 @@ impl Adapter for Whaapy {
     }
 
     fn request(&self, job: &Job, _ctx: SendContext<'_>) -> Result<HttpCall, Failure> {
-        gateways::require_expressible(ProviderKind::Whaapy, job, SUPPORTED_TYPES)?;
-        let kind = job.message.type_name();
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
-        let mut content = canonical.get(kind).cloned().unwrap_or(Value::Null);
-        if kind == "template" {
-            if let Some(language) = content.get_mut("language").and_then(Value::as_object_mut) {
-                language.insert("policy".into(), Value::from(LANGUAGE_POLICY));
-            }
+        let Value::Object(mut message) = canonical else {
+            return Err(Failure::invalid("invalid_field", "message: not an object"));
+        };
+        if let Some(language) = message
+            .get_mut("template")
+            .and_then(|t| t.get_mut("language"))
+            .and_then(Value::as_object_mut)
+        {
+            language.insert("policy".into(), Value::from(LANGUAGE_POLICY));
         }
 
         let mut body = Map::new();
         body.insert("to".into(), Value::from(job.to.clone()));
-        body.insert("type".into(), Value::from(kind));
-        body.insert(kind.into(), content);
+        // `type`, the type's object and `context` as Meta's API has them.
+        body.extend(message);
         check_options(job)?;
         gateways::merge_options(&mut body, job)?;
 
@@ -849,31 +841,35 @@ mod tests {
         }
     }
 
+    /// Every canonical type goes out in Meta's shape, `to` in E.164 beside it.
     #[test]
-    fn types_whaapy_does_not_list_are_unsupported() {
+    fn every_type_is_sent_in_metas_shape() {
         for message in [
-            json!({"type": "location", "location": {"latitude": 19.4, "longitude": -99.1}}),
-            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"}}]}),
+            json!({"type": "location", "location": {"latitude": 19.4, "longitude": -99.1,
+                   "name": "Sucursal Centro", "address": "Av. Juárez 10"}}),
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "A"},
+                   "phones": [{"phone": "+5215512345678", "type": "WORK"}]}]}),
             json!({"type": "sticker", "sticker": {"id": "123"}}),
             json!({"type": "reaction", "reaction": {"message_id": "wamid.1", "emoji": "👍"}}),
         ] {
-            let failure = whaapy().request(&job(message.clone()), ctx()).unwrap_err();
-            assert_eq!(
-                (failure.class, failure.code.as_str()),
-                (ErrorClass::Invalid, gateways::UNSUPPORTED),
-                "{message}"
-            );
-            assert!(failure.message.starts_with("whaapy cannot send"));
+            let call = whaapy().request(&job(message.clone()), ctx()).unwrap();
+            let mut want = message.as_object().unwrap().clone();
+            want.insert("to".into(), json!(TO));
+            assert_eq!(call.body, Value::Object(want), "{message}");
         }
     }
 
+    /// A reply carries Meta's `context` beside the type's object.
     #[test]
-    fn replies_are_unsupported() {
+    fn replies_carry_their_context() {
         let message = json!({"type": "text", "text": {"body": "x"},
                              "context": {"message_id": "wamid.PREV"}});
-        let failure = whaapy().request(&job(message), ctx()).unwrap_err();
-        assert_eq!(failure.code, gateways::UNSUPPORTED);
-        assert!(failure.message.contains("message.context"));
+        let call = whaapy().request(&job(message), ctx()).unwrap();
+        assert_eq!(
+            call.body,
+            json!({"to": TO, "type": "text", "text": {"body": "x"},
+                   "context": {"message_id": "wamid.PREV"}})
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::send::{PATH, SUPPORTED_TYPES};
+use super::send::PATH;
 use crate::config::ProviderKind;
 use crate::gateways::simulator::{Call, Decision, InjectedError, MockCore, ReceiptsFor};
 
@@ -141,11 +141,8 @@ fn message_type(body: &Map<String, Value>) -> Result<String, String> {
             Err("templateName, template_parameters o header_media inválidos".into())
         };
     }
-    // Meta style: the rest is the message object.
+    // Meta style: the rest is the message object, any type Meta's API takes.
     let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
-    if !SUPPORTED_TYPES.contains(&kind) {
-        return Err(format!("Tipo de mensaje no soportado: {kind}"));
-    }
     let message: Map<String, Value> = body
         .iter()
         .filter(|(k, _)| !ENVELOPE.contains(&k.as_str()))
