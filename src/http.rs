@@ -81,6 +81,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(4);
 pub struct Live {
     publisher: RwLock<Option<Publisher>>,
     amqp_up: AtomicBool,
+    /// The broker blocks this worker's connection (a resource alarm). Reported by `/readyz`
+    /// but not failing it: the alarm is broker-wide, every replica has it alike (see `readyz`).
+    amqp_blocked: AtomicBool,
     redis_up: AtomicBool,
 }
 
@@ -88,7 +91,14 @@ impl Live {
     /// A broker session started (`Some`) or ended (`None`).
     pub async fn set_publisher(&self, publisher: Option<Publisher>) {
         self.amqp_up.store(publisher.is_some(), Ordering::SeqCst);
+        // A new session starts unblocked; an ended one blocks nothing.
+        self.amqp_blocked.store(false, Ordering::SeqCst);
         *self.publisher.write().await = publisher;
+    }
+
+    /// The broker blocked (`connection.blocked`) or unblocked this worker's connection.
+    pub fn set_amqp_blocked(&self, blocked: bool) {
+        self.amqp_blocked.store(blocked, Ordering::SeqCst);
     }
 
     /// Redis answered (or stopped answering).
@@ -248,16 +258,25 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 while connected to RabbitMQ and Redis. A broker that blocks publishers (a resource
+/// alarm) is reported in the body, `"amqp_blocked": true`, but keeps the answer 200: the alarm
+/// is broker-wide, so every replica would fail together and a load balancer would drop them all,
+/// turning receipts that would wait and be answered (200 once the alarm clears, or 503 after
+/// `CONFIRM_TIMEOUT`, which gateways retry) into connection errors, and flapping readiness with
+/// every short alarm. No replica can do better than another: `mensajero_amqp_blocked` and its
+/// alert are the signal, for the operator who can clear the alarm.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let live = &state.0.live;
     let amqp = live.amqp_up.load(Ordering::SeqCst);
     let redis = live.redis_up.load(Ordering::SeqCst);
+    let blocked = live.amqp_blocked.load(Ordering::SeqCst);
     let status = if amqp && redis {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"amqp": amqp, "redis": redis}))).into_response()
+    let body = json!({"amqp": amqp, "amqp_blocked": blocked, "redis": redis});
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -44,6 +44,9 @@ pub const NAMES: &[&str] = &[
     "mensajero_queue_consumers",
     // 1 while this worker is connected to RabbitMQ and Redis.
     "mensajero_ready",
+    // 1 while the broker blocks this worker's connection from publishing (a RabbitMQ memory
+    // or disk alarm: `connection.blocked`), 0 otherwise.
+    "mensajero_amqp_blocked",
 ];
 
 use std::sync::Arc;
@@ -99,6 +102,7 @@ pub struct Metrics {
     queue_ready: Family<Labels, Gauge>,
     queue_consumers: Family<Labels, Gauge>,
     ready: Gauge,
+    amqp_blocked: Gauge,
 }
 
 impl Default for Metrics {
@@ -130,6 +134,7 @@ impl Metrics {
             queue_ready: Family::default(),
             queue_consumers: Family::default(),
             ready: Gauge::default(),
+            amqp_blocked: Gauge::default(),
         };
         // Counters are registered without `_total`: the encoder appends it.
         let r = &mut registry;
@@ -217,6 +222,11 @@ impl Metrics {
             "mensajero_ready",
             "1 while this worker is connected to RabbitMQ and Redis",
             metrics.ready.clone(),
+        );
+        r.register(
+            "mensajero_amqp_blocked",
+            "1 while the broker blocks this worker's connection from publishing (resource alarm)",
+            metrics.amqp_blocked.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -416,6 +426,11 @@ impl Metrics {
             }
         }
     }
+
+    /// Set whether the broker blocks this worker's connection (`connection.blocked`).
+    pub fn set_amqp_blocked(&self, blocked: bool) {
+        self.amqp_blocked.set(i64::from(blocked));
+    }
 }
 
 /// The label values a worker knows at start-up (see [`Metrics::prime`]).
@@ -491,6 +506,7 @@ mod tests {
         metrics.channel_health("c", true);
         metrics.queue_sample("send", 3, 1);
         metrics.set_ready(true);
+        metrics.set_amqp_blocked(true);
         let text = metrics.render();
         let mut exported: Vec<String> = text
             .lines()

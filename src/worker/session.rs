@@ -2,7 +2,7 @@
 //! (transactional, bulk, receipts), each with its own consumer, prefetch and in-flight budget.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -57,6 +57,41 @@ async fn sample_queues_once(shared: &Shared, channel: &lapin::Channel) -> bool {
     true
 }
 
+/// Make a broker that blocks this session's connection visible: RabbitMQ sends
+/// `connection.blocked` (with its reason, e.g. "low on memory") when a resource alarm stops
+/// publishers, and `connection.unblocked` when it clears. lapin announces the
+/// `connection.blocked` capability by default and surfaces both as [`lapin::Event`]s. Publishes
+/// simply wait meanwhile — no job is lost or failed — so this only logs, sets
+/// `mensajero_amqp_blocked` and tells `/readyz`. The session ends by aborting it; the next
+/// session starts unblocked.
+async fn watch_blocked(
+    shared: Arc<Shared>,
+    events: impl futures_util::Stream<Item = lapin::Event> + Send + 'static,
+) {
+    let mut events = std::pin::pin!(events);
+    let mut since: Option<Instant> = None;
+    while let Some(event) = events.next().await {
+        match event {
+            lapin::Event::ConnectionBlocked(reason) => {
+                warn!(
+                    reason = %reason,
+                    "connection.blocked: the broker stopped our publishes (resource alarm); jobs wait"
+                );
+                since.get_or_insert_with(Instant::now);
+                shared.metrics.set_amqp_blocked(true);
+                shared.live.set_amqp_blocked(true);
+            }
+            lapin::Event::ConnectionUnblocked => {
+                let lasted = since.take().map(|t| t.elapsed()).unwrap_or_default();
+                warn!(blocked_for = ?lasted, "connection.unblocked: the broker takes our publishes again");
+                shared.metrics.set_amqp_blocked(false);
+                shared.live.set_amqp_blocked(false);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// One work queue with its own consumer, prefetch and in-flight budget, so a flood in one
 /// lane never takes the other's capacity.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +106,8 @@ struct Lane {
 /// `established` is set once the session could publish and consume.
 pub(super) async fn session(shared: &Arc<Shared>, established: &mut bool) -> anyhow::Result<()> {
     let connection = broker::connect(&shared.config.amqp.url, "mensajero-worker").await?;
+    // Listen before anything publishes: lapin drops events nobody listens to.
+    let blocked = tokio::spawn(watch_blocked(shared.clone(), connection.events_listener()));
     let setup = connection.create_channel().await?;
     shared.topology.declare(&setup).await?;
     // The queue series exist from the moment the worker reports ready.
@@ -109,6 +146,8 @@ pub(super) async fn session(shared: &Arc<Shared>, established: &mut bool) -> any
     );
     sampler.abort();
     poller.abort();
+    blocked.abort();
+    shared.metrics.set_amqp_blocked(false);
     shared.live.set_publisher(None).await;
     let _ = connection.close(200, "session over".into()).await;
     transactional.and(bulk).and(receipts)?;

@@ -526,7 +526,10 @@ async fn readiness_follows_the_broker_connection_and_work_resumes() {
                "message": {"type": "text", "text": {"body": "Hola"}}})
     };
     let ready = wait_for_status(&client, &app.url("/readyz"), StatusCode::OK).await;
-    assert_eq!(ready, json!({"amqp": true, "redis": true}));
+    assert_eq!(
+        ready,
+        json!({"amqp": true, "amqp_blocked": false, "redis": true})
+    );
     app.enqueue(&job("before-cut")).await;
     let statuses: Vec<_> = app.outcomes(2).await.iter().map(|o| o.status).collect();
     assert_eq!(statuses, [Status::Queued, Status::Sent]);
@@ -538,7 +541,10 @@ async fn readiness_follows_the_broker_connection_and_work_resumes() {
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    assert_eq!(down, json!({"amqp": false, "redis": true}));
+    assert_eq!(
+        down,
+        json!({"amqp": false, "amqp_blocked": false, "redis": true})
+    );
     let health = client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let (_, metrics) = scrape(&app.url("/metrics")).await;
@@ -551,7 +557,10 @@ async fn readiness_follows_the_broker_connection_and_work_resumes() {
 
     proxy.restore();
     let ready = wait_for_status(&client, &app.url("/readyz"), StatusCode::OK).await;
-    assert_eq!(ready, json!({"amqp": true, "redis": true}));
+    assert_eq!(
+        ready,
+        json!({"amqp": true, "amqp_blocked": false, "redis": true})
+    );
     app.enqueue(&job("after-restore")).await;
     // Delivery is at least once: an outcome whose ack the cut interrupted may come again,
     // with the same event id. Count distinct events per job.
@@ -849,7 +858,7 @@ async fn logs_of_a_worker_without_redis(format: &str) -> String {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({"amqp": false, "redis": false})
+        json!({"amqp": false, "amqp_blocked": false, "redis": false})
     );
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -529,7 +529,10 @@ async fn receipts_are_accepted_while_redis_is_down_and_applied_after() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body, json!({"amqp": true, "redis": true}));
+    assert_eq!(
+        body,
+        json!({"amqp": true, "amqp_blocked": false, "redis": true})
+    );
 }
 
 /// Polling fills a lost receipt (Waspy's `GET /api/v2/messages/{id}`): no webhook comes, the
