@@ -87,6 +87,8 @@ fn python() -> Option<PathBuf> {
             "--disable-pip-version-check",
             "--timeout",
             "20",
+            "--retries",
+            "1",
             "-r",
         ])
         .arg(&requirements)
@@ -96,7 +98,12 @@ fn python() -> Option<PathBuf> {
         other => {
             let _ = std::fs::remove_dir_all(&building);
             let why = match other {
-                Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                // pip's last line is its verdict (the first ones are retry warnings).
+                Ok(out) => String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_owned(),
                 Err(e) => e.to_string(),
             };
             return skip(format!(
