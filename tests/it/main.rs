@@ -18,5 +18,6 @@ mod mock_gateway;
 mod ops;
 mod pipeline;
 mod process;
+mod python_example;
 mod receipts;
 mod schema;
