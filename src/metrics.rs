@@ -398,6 +398,7 @@ mod tests {
         metrics.dead_letter("invalid");
         metrics.receipt("meta", "applied");
         metrics.receipt_lag("meta", Duration::from_millis(3));
+        metrics.cancel("c", "cancelled");
         metrics.amqp_reconnect();
         metrics.redis_error();
         metrics.channel_health("c", true);
