@@ -213,7 +213,7 @@ async fn a_job_parked_for_a_rate_limit_slot_is_cancelled() {
     // At one a second, the later jobs wait for their slots in delay queues.
     wait_for_parked(&app, 2).await;
     // The last published waits longest; cancel it while it is parked.
-    let answers = futures_answers(&app, &["rl-3", "rl-4"]).await;
+    let answers = cancel_by_ids(&app, &["rl-3", "rl-4"]).await;
     let cancelled: Vec<_> = answers.iter().filter(|(_, a)| a.is_cancelled()).collect();
     assert!(!cancelled.is_empty(), "{answers:?}");
     let mut sent = 0;
@@ -243,7 +243,7 @@ async fn a_job_parked_for_a_rate_limit_slot_is_cancelled() {
     assert_no_dead_letters(&app).await;
 }
 
-async fn futures_answers(app: &TestApp, ids: &[&str]) -> Vec<(String, CancelAnswer)> {
+async fn cancel_by_ids(app: &TestApp, ids: &[&str]) -> Vec<(String, CancelAnswer)> {
     let canceller = canceller(app).await;
     let mut answers = Vec::new();
     for id in ids {
@@ -438,4 +438,75 @@ async fn the_cli_cancels_and_says_what_it_found() {
     app.start_worker().await;
     app.enqueue(&job("cli-1", Some("cli-key"))).await;
     assert_cancelled(&app.next_outcome().await, "operator");
+}
+
+/// The `CANCEL` script's rows, on Redis directly: a live lease is too late; a released one
+/// (a parked job) is cancellable, and says whether its last attempt may have sent; the next
+/// claim meets `cancelled` and books no slot.
+#[tokio::test]
+async fn the_cancel_script_respects_live_leases_and_remembers_ambiguous_attempts() {
+    use mensajero::dedupe::{Claim, ClaimRequest, Dedupe};
+    use mensajero::ratelimit::{Limits, RateLimiter};
+
+    let app = TestApp::new(config("cxscript", &channel("http://127.0.0.1:9", ""))).await;
+    let client = redis::Client::open(app.config.redis.url.as_str()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis");
+    let dedupe = Dedupe::new(manager.clone(), &app.config.redis.prefix);
+    let limiter = RateLimiter::new(manager, &app.config.redis.prefix);
+    let limits = Limits {
+        per_second: 1000,
+        burst: 1000,
+        recipient_interval: None,
+    };
+    let booking = limiter.booking(CHANNEL, "+5491126032641", &limits, Duration::from_secs(1));
+    let request = ClaimRequest {
+        channel: CHANNEL,
+        idempotency_key: "script-key",
+        job_id: "script-job",
+        owner: "worker-a",
+        lease: Duration::from_secs(30),
+        window: Duration::from_secs(60),
+        take_over_live: false,
+        restart_failed: false,
+    };
+    let window = Duration::from_secs(60);
+    let (claim, _) = dedupe
+        .claim_and_book(&request, &booking, true)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Acquired);
+    let cancel = || dedupe.cancel(CHANNEL, "script-key", None, "why", window);
+    assert_eq!(
+        cancel().await.unwrap(),
+        CancelAnswer::InFlight {
+            job_id: "script-job".into()
+        }
+    );
+    // Parked after an attempt that may have reached the gateway.
+    dedupe
+        .release(CHANNEL, "script-key", "worker-a", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        cancel().await.unwrap(),
+        CancelAnswer::Cancelled { maybe_sent: true }
+    );
+    let (claim, permit) = dedupe
+        .claim_and_book(&request, &booking, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        Claim::Cancelled {
+            reason: "why".into(),
+            attempts: 1
+        }
+    );
+    assert_eq!(permit, None, "a cancelled job books no rate-limit slot");
+    assert_eq!(
+        dedupe.cancelled(CHANNEL, "script-key").await.unwrap(),
+        Some("why".into())
+    );
 }
