@@ -239,6 +239,9 @@ impl Topology {
             (&self.send_queue, SEND_KEY),
             (&self.bulk_queue, BULK_KEY),
             (&self.webhooks_queue, RECEIPT_KEY),
+            // Cancels share the transactional lane: they are few, must not wait behind a bulk
+            // campaign they may be stopping, and a worker that takes jobs takes cancels too.
+            (&self.send_queue, crate::cancel::CANCEL_KEY),
         ] {
             channel
                 .queue_declare(name.as_str().into(), queue, self.work_queue_args())
@@ -729,12 +732,27 @@ impl Producer {
         Ok(job)
     }
 
+    /// Publish a cancel message (routing key `cancel`) for a worker to apply. It answers
+    /// nothing: [`crate::cancel::Canceller`] applies a cancel at once and says what it found.
+    pub async fn publish_cancel(
+        &self,
+        request: &crate::cancel::CancelRequest,
+    ) -> Result<(), PublishError> {
+        self.publish_keyed(&request.to_json(), crate::cancel::CANCEL_KEY)
+            .await
+    }
+
     /// Publish bytes as they are, unvalidated (replaying, testing bad input).
     pub async fn publish_raw(&self, body: &[u8], priority: Priority) -> Result<(), PublishError> {
         let key = match priority {
             Priority::Transactional => SEND_KEY,
             Priority::Bulk => BULK_KEY,
         };
+        self.publish_keyed(body, key).await
+    }
+
+    /// Publish bytes on the jobs exchange under `key`, with confirms.
+    pub async fn publish_keyed(&self, body: &[u8], key: &str) -> Result<(), PublishError> {
         let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_timestamp(Utc::now().timestamp().max(0) as u64);

@@ -6,7 +6,13 @@
 //!                        │    ▲
 //!      lease expired, or │    │ the same job resumes it (crash, redelivery)
 //!      redelivered job   └────┘
+//!
+//!  (none) | in_flight(lease released) ──cancel──▶ cancelled   (TTL = window)
 //! ```
+//!
+//! A cancel ends a key that no gateway call holds: an absent one (the job has not arrived),
+//! or one whose job waits in a delay queue having given its lease up. A live lease means a
+//! call may be running, and the call wins. The job meets `cancelled` at its next claim.
 //!
 //! Each transition is one Lua script, so two workers racing for a key see one winner. The
 //! lease bounds how long a crashed worker's claim blocks the job; `ambiguous` remembers
@@ -15,6 +21,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -59,6 +66,98 @@ pub enum Claim {
     },
     /// The key already has a terminal record.
     Done(Record),
+    /// An operator or producer cancelled the job before it was sent: end it, send nothing.
+    Cancelled {
+        /// Why, as the cancel said (empty when it gave no reason).
+        reason: String,
+        /// Attempts begun before the cancel (a job cancelled while parked for a retry).
+        attempts: u32,
+    },
+}
+
+/// What a cancel found, and did (SPEC: "Cancelling a job").
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelAnswer {
+    /// The job had not been sent: it is cancelled now, and ends `failed` / `cancelled` when
+    /// it next reaches a worker (or on arrival, if it has not been published yet).
+    Cancelled {
+        /// An earlier attempt of the job (parked for a retry) may have reached the gateway.
+        maybe_sent: bool,
+    },
+    /// An earlier cancel got there first; nothing changed.
+    AlreadyCancelled {
+        /// When that cancel was applied.
+        at: Option<DateTime<Utc>>,
+    },
+    /// Too late: the job was sent.
+    Sent {
+        /// When it was recorded as sent (unknown for records older than this field).
+        at: Option<DateTime<Utc>>,
+        /// The gateway's message id.
+        provider_message_id: Option<String>,
+    },
+    /// Too late: the job already ended `failed`.
+    Failed {
+        /// When it was recorded as failed.
+        at: Option<DateTime<Utc>>,
+        /// Its error class.
+        class: Option<crate::retry::ErrorClass>,
+    },
+    /// Too late: a gateway call for the job is running (its lease is live); the call wins.
+    InFlight {
+        /// The job holding the key.
+        job_id: String,
+    },
+}
+
+impl CancelAnswer {
+    /// Whether the job is (now or already) cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled { .. } | Self::AlreadyCancelled { .. })
+    }
+
+    /// A word for logs and metrics labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Cancelled { .. } => "cancelled",
+            Self::AlreadyCancelled { .. } => "already_cancelled",
+            Self::Sent { .. } => "too_late_sent",
+            Self::Failed { .. } => "too_late_failed",
+            Self::InFlight { .. } => "too_late_in_flight",
+        }
+    }
+}
+
+impl std::fmt::Display for CancelAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let when = |at: &Option<DateTime<Utc>>| {
+            at.map_or_else(|| "an unknown time".to_string(), crate::outcome::timestamp)
+        };
+        match self {
+            Self::Cancelled { maybe_sent: false } => write!(f, "cancelled before sending"),
+            Self::Cancelled { maybe_sent: true } => write!(
+                f,
+                "cancelled before sending again (an earlier attempt may have reached the gateway)"
+            ),
+            Self::AlreadyCancelled { at } => write!(f, "already cancelled at {}", when(at)),
+            Self::Sent {
+                at,
+                provider_message_id,
+            } => write!(
+                f,
+                "too late: sent at {}, provider id {}",
+                when(at),
+                provider_message_id.as_deref().unwrap_or("unknown")
+            ),
+            Self::Failed { at, class } => write!(
+                f,
+                "too late: failed at {} ({})",
+                when(at),
+                class.map_or("unknown", |c| c.as_str())
+            ),
+            Self::InFlight { .. } => write!(f, "too late: a gateway call is in flight"),
+        }
+    }
 }
 
 /// What [`Dedupe::claim_and_book`] needs to know.
@@ -92,6 +191,7 @@ pub struct Dedupe {
     complete: Script,
     renew: Script,
     release: Script,
+    cancel: Script,
 }
 
 // KEYS[1] entry; ARGV: job_id, owner, lease_ms, in_flight_ttl_ms, take_over_live ('1'/'0'),
@@ -119,24 +219,59 @@ if state == 'in_flight' then
   end
   return {'busy', job, tostring(math.max(lease_until - now, 0))}
 end
+if state == 'cancelled' then
+  return {'cancelled', redis.call('HGET', KEYS[1], 'reason') or '',
+    redis.call('HGET', KEYS[1], 'attempts') or '0'}
+end
 return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
   redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
   redis.call('HGET', KEYS[1], 'attempt') or '0'}
 "#;
 
 // KEYS[1]; ARGV: job_id, status, pmid, error_json, attempt, window_ms.
-// A terminal record is written once; a late writer gets the existing one back.
+// A terminal record is written once; a late writer gets the existing one back. A `cancelled`
+// record found here was written while this job's call ran past its lease: the call happened,
+// so its result replaces the cancel (the call wins, as it does against a live lease).
 const COMPLETE: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
-if state and state ~= 'in_flight' then
+if state and state ~= 'in_flight' and state ~= 'cancelled' then
   return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
     redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
     redis.call('HGET', KEYS[1], 'attempt') or '0'}
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'job', ARGV[1], 'pmid', ARGV[3], 'error', ARGV[4], 'attempt', ARGV[5])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'job', ARGV[1], 'pmid', ARGV[3], 'error', ARGV[4], 'attempt', ARGV[5], 'at', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {'ok'}
+"#;
+
+// KEYS[1]; ARGV: job_id ('' when only the key is known), reason, window_ms.
+// Cancels a key no gateway call holds: absent (the job has not arrived: the record waits for
+// it), or `in_flight` with its lease given up or run out (the job waits in a delay queue).
+// A live lease, `sent` or `failed` is too late; the reply says which, for the answer.
+const CANCEL: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'cancelled' then
+  return {'already', redis.call('HGET', KEYS[1], 'at') or ''}
+end
+local ambiguous, attempts, job = '0', '0', ARGV[1]
+if state == 'in_flight' then
+  local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until')) or 0
+  if lease_until > now then
+    return {'in_flight', redis.call('HGET', KEYS[1], 'job') or ''}
+  end
+  ambiguous = redis.call('HGET', KEYS[1], 'ambiguous') or '0'
+  attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
+  job = redis.call('HGET', KEYS[1], 'job') or job
+elseif state then
+  return {'done', state, redis.call('HGET', KEYS[1], 'at') or '',
+    redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or ''}
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'job', job, 'reason', ARGV[2], 'at', now,
+  'ambiguous', ambiguous, 'attempts', attempts)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'cancelled', ambiguous}
 "#;
 
 // KEYS[1]; ARGV: owner, lease_ms. Marks an attempt as begun (possibly reaching the gateway).
@@ -186,6 +321,7 @@ impl Dedupe {
             complete: script(COMPLETE),
             renew: script(RENEW),
             release: script(RELEASE),
+            cancel: script(CANCEL),
         }
     }
 
@@ -307,6 +443,43 @@ impl Dedupe {
         }
     }
 
+    /// Cancel the job holding (or about to hold) a key, unless a gateway call holds it or it
+    /// has ended; the record lasts `window`. `job_id` names the job when the caller knows it.
+    pub async fn cancel(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        job_id: Option<&str>,
+        reason: &str,
+        window: Duration,
+    ) -> Result<CancelAnswer, StoreError> {
+        let reply: Vec<String> = self
+            .cancel
+            .key(self.key(channel, idempotency_key))
+            .arg(job_id.unwrap_or(""))
+            .arg(reason)
+            .arg(millis(window))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        cancel_answer_from(&reply)
+    }
+
+    /// The cancel's reason when the key's record says `cancelled` (a scheduled job checks
+    /// before it parks), else `None`.
+    pub async fn cancelled(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (state, reason): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.key(channel, idempotency_key))
+            .arg("state")
+            .arg("reason")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok((state.as_deref() == Some("cancelled")).then(|| reason.unwrap_or_default()))
+    }
+
     /// Ping Redis (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: Value = redis::cmd("PING")
@@ -329,6 +502,41 @@ fn claim_from(reply: &[String]) -> Result<Claim, StoreError> {
             lease_left: Duration::from_millis(number(reply.get(2)).into()),
         }),
         Some("done") => Ok(Claim::Done(record_from(&reply[1..])?)),
+        Some("cancelled") => Ok(Claim::Cancelled {
+            reason: reply.get(1).cloned().unwrap_or_default(),
+            attempts: number(reply.get(2)),
+        }),
+        _ => Err(StoreError::Protocol(format!("{reply:?}"))),
+    }
+}
+
+/// Decode a CANCEL script reply.
+fn cancel_answer_from(reply: &[String]) -> Result<CancelAnswer, StoreError> {
+    let at = |i: usize| {
+        reply
+            .get(i)
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+    };
+    match reply.first().map(String::as_str) {
+        Some("cancelled") => Ok(CancelAnswer::Cancelled {
+            maybe_sent: reply.get(1).is_some_and(|a| a == "1"),
+        }),
+        Some("already") => Ok(CancelAnswer::AlreadyCancelled { at: at(1) }),
+        Some("in_flight") => Ok(CancelAnswer::InFlight {
+            job_id: reply.get(1).cloned().unwrap_or_default(),
+        }),
+        Some("done") if reply.get(1).is_some_and(|s| s == "sent") => Ok(CancelAnswer::Sent {
+            at: at(2),
+            provider_message_id: reply.get(3).filter(|p| !p.is_empty()).cloned(),
+        }),
+        Some("done") => Ok(CancelAnswer::Failed {
+            at: at(2),
+            class: reply
+                .get(4)
+                .and_then(|e| serde_json::from_str::<OutcomeError>(e).ok())
+                .map(|e| e.class),
+        }),
         _ => Err(StoreError::Protocol(format!("{reply:?}"))),
     }
 }

@@ -17,6 +17,9 @@
 //! - [`retry`] owns failure classification (SPEC §7) and retry schedules.
 //! - [`broker`] owns RabbitMQ: topology, the confirmed + mandatory publisher, dead letters,
 //!   and the [`broker::Producer`] that upstream Rust code uses to enqueue jobs.
+//! - [`cancel`] owns cancelling a job before it is sent: the cancel message producers publish
+//!   (routing key `cancel`), and the [`cancel::Canceller`] the CLI and Rust callers use, which
+//!   applies the dedupe `CANCEL` transition and answers what it found.
 //! - [`dlq`] owns the operator tools over the dead-letter queue: list, replay, purge.
 //! - [`http`] owns the listener: `/healthz`, `/readyz`, `/metrics`, and `/webhooks/{channel}`,
 //!   which authenticates a receipt and makes it durable in the webhooks queue before answering.
@@ -24,7 +27,7 @@
 //!   read, argument conversions. The three stores below depend on it, never on each other (the
 //!   dedupe claim borrows the rate limiter's booking, to admit a job in one round trip).
 //! - [`dedupe`] owns the Redis state machine per (channel, idempotency key): `in_flight` with a
-//!   lease, then `sent` / `failed` for the channel's window.
+//!   lease, then `sent` / `failed` for the channel's window, or `cancelled` by an operator.
 //! - [`ratelimit`] owns the per-channel GCRA and per-recipient spacing shared by all replicas
 //!   through Redis: one script, one round trip per job, a booked send time rather than a yes/no.
 //! - [`gateways`] owns the gateways, one folder each (`gateways/<name>/`): the send adapter
@@ -46,6 +49,7 @@
 //!   carries the decisions out against RabbitMQ, Redis and the gateway.
 
 pub mod broker;
+pub mod cancel;
 pub mod config;
 pub mod dedupe;
 pub mod dlq;

@@ -81,6 +81,9 @@ enum Command {
     },
     /// Publish jobs (JSON lines from a file or stdin, or one job from flags) with confirms.
     Enqueue(EnqueueArgs),
+    /// Cancel a job before it is sent, and say what was found. Exit code 0: cancelled (now or
+    /// already); 3: too late (sent, failed, or a gateway call is in flight).
+    Cancel(CancelArgs),
     /// Inspect, replay or purge the dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -205,6 +208,26 @@ struct EnqueueArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
 }
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["key", "id"])))]
+struct CancelArgs {
+    /// The channel the job was published for.
+    #[arg(long)]
+    channel: String,
+    /// The job's idempotency key.
+    #[arg(long)]
+    key: Option<String>,
+    /// The job's id (for a job that had no idempotency key of its own).
+    #[arg(long)]
+    id: Option<String>,
+    /// Why, carried in the job's `failed` / `cancelled` outcome.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// Exit code of `mensajero cancel` when the job could not be cancelled any more.
+const EXIT_TOO_LATE: u8 = 3;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -340,6 +363,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Command::Enqueue(args) => return enqueue(&config, args).await,
                 Command::Outcomes { count, idle } => outcomes(&config, count, idle).await?,
                 Command::Dlq { command } => return dlq(&config, command).await,
+                Command::Cancel(args) => return cancel(&config, args).await,
                 Command::Schema | Command::Config { .. } | Command::MockGateway { .. } => {
                     unreachable!("handled above")
                 }
@@ -391,6 +415,26 @@ async fn topology(config: &Config, delete: bool) -> anyhow::Result<()> {
     }
     connection.close(200, "done".into()).await?;
     Ok(())
+}
+
+async fn cancel(config: &Config, args: CancelArgs) -> anyhow::Result<std::process::ExitCode> {
+    use mensajero::cancel::{Canceller, Target};
+    let target = match (args.key, args.id) {
+        (Some(key), None) => Target::Key(key),
+        (None, Some(id)) => Target::Id(id),
+        // clap's group already refuses both and neither.
+        _ => anyhow::bail!("give exactly one of --key and --id"),
+    };
+    let canceller = Canceller::connect(config)
+        .await
+        .context("connecting to Redis")?;
+    let answer = canceller.cancel(&args.channel, target, args.reason).await?;
+    println!("{answer}");
+    Ok(if answer.is_cancelled() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(EXIT_TOO_LATE)
+    })
 }
 
 async fn enqueue(config: &Config, args: EnqueueArgs) -> anyhow::Result<std::process::ExitCode> {

@@ -17,6 +17,9 @@ pub const NAMES: &[&str] = &[
     "mensajero_retries_total",
     // Jobs refused as duplicates, by channel.
     "mensajero_duplicates_total",
+    // Cancel messages applied by this worker, by channel and result (`cancelled`,
+    // `already_cancelled`, `too_late_sent`, `too_late_failed`, `too_late_in_flight`).
+    "mensajero_cancels_total",
     // Gateway request latency, by provider and result (`ok` or the failure class).
     "mensajero_gateway_request_duration_seconds",
     // Gateway calls running now, by lane.
@@ -90,6 +93,7 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     duplicates: Family<Labels, Counter>,
+    cancels: Family<Labels, Counter>,
     gateway_latency: Family<Labels, Histogram, fn() -> Histogram>,
     in_flight: Family<Labels, Gauge>,
     rate_limit_waits: Family<Labels, Counter>,
@@ -122,6 +126,7 @@ impl Metrics {
             failures: Family::default(),
             retries: Family::default(),
             duplicates: Family::default(),
+            cancels: Family::default(),
             gateway_latency: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),
             rate_limit_waits: Family::default(),
@@ -162,6 +167,11 @@ impl Metrics {
             "mensajero_duplicates",
             "Jobs refused as duplicates, by channel",
             metrics.duplicates.clone(),
+        );
+        r.register(
+            "mensajero_cancels",
+            "Cancel messages applied, by channel and result",
+            metrics.cancels.clone(),
         );
         r.register(
             "mensajero_gateway_request_duration_seconds",
@@ -284,6 +294,16 @@ impl Metrics {
     pub fn duplicate(&self, channel: &str) {
         self.duplicates
             .get_or_create(&vec![("channel", channel.to_string())])
+            .inc();
+    }
+
+    /// A cancel message was applied and found `result`.
+    pub fn cancel(&self, channel: &str, result: &str) {
+        self.cancels
+            .get_or_create(&vec![
+                ("channel", channel.to_string()),
+                ("result", result.to_string()),
+            ])
             .inc();
     }
 
@@ -501,6 +521,7 @@ mod tests {
         metrics.dead_letter("invalid");
         metrics.receipt("meta", "applied");
         metrics.receipt_lag("meta", Duration::from_millis(3));
+        metrics.cancel("c", "cancelled");
         metrics.amqp_reconnect();
         metrics.redis_error();
         metrics.channel_health("c", true);

@@ -31,6 +31,9 @@ pub enum ErrorClass {
     Expired,
     /// A retryable failure that ran out of attempts.
     RetriesExhausted,
+    /// An operator or producer cancelled the job before it was sent: never retried, never
+    /// dead-lettered (a decision, not an error).
+    Cancelled,
 }
 
 impl ErrorClass {
@@ -67,6 +70,7 @@ impl ErrorClass {
             Self::Rejected => "rejected",
             Self::Expired => "expired",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::Cancelled => "cancelled",
         }
     }
 

@@ -18,6 +18,7 @@ use super::settle::{
 };
 use super::{ChannelRuntime, Shared, owner_token};
 use crate::broker::{self, Carried, DeadLetter, Publisher};
+use crate::cancel;
 use crate::config::OnAmbiguous;
 use crate::dedupe::{ClaimRequest, Record};
 use crate::gateways::{self, SendContext};
@@ -55,6 +56,9 @@ async fn handle(
             delivery_limit = limit,
             "poison message: last delivery before the broker dead-letters it with reason delivery_limit"
         );
+    }
+    if delivery.routing_key.as_str() == cancel::CANCEL_KEY {
+        return apply_cancel(shared, publisher, delivery).await;
     }
     let job = match job::parse(&delivery.data) {
         Ok(job) => job,
@@ -155,6 +159,53 @@ async fn refuse(
     Ok(Disposition::Ack)
 }
 
+/// A cancel message: apply it to the job's dedupe record and ack. It publishes no outcome
+/// itself; the job ends `failed` / `cancelled` when it next reaches a worker. A malformed one,
+/// or one for a channel this worker does not know, is dead-lettered as `invalid_cancel`.
+async fn apply_cancel(
+    shared: &Shared,
+    publisher: &Publisher,
+    delivery: &Delivery,
+) -> Result<Disposition, TaskError> {
+    let parsed = cancel::parse(&delivery.data).and_then(|request| {
+        match shared.channels.get(&request.channel) {
+            Some(channel) => Ok((request, channel.config.dedupe_window)),
+            None => Err(cancel::CancelRejection(format!(
+                "cancel.channel: `{}` is not configured",
+                request.channel
+            ))),
+        }
+    });
+    let (request, window) = match parsed {
+        Ok(parsed) => parsed,
+        Err(rejection) => {
+            warn!(reason = INVALID_CANCEL, error = %rejection, "refusing cancel message");
+            let letter = DeadLetter {
+                reason: INVALID_CANCEL,
+                class: ErrorClass::Invalid,
+                attempts: 0,
+                message: &rejection.0,
+                job_id: None,
+                channel: None,
+            };
+            publish_dead_letter(shared, publisher, delivery, &letter).await?;
+            return Ok(Disposition::Ack);
+        }
+    };
+    let answer = with_redis(shared, || cancel::apply(&shared.dedupe, &request, window)).await?;
+    shared.metrics.cancel(&request.channel, answer.as_str());
+    info!(
+        channel = %request.channel,
+        idempotency_key = request.target.idempotency_key(),
+        result = answer.as_str(),
+        "cancel: {answer}"
+    );
+    Ok(Disposition::Ack)
+}
+
+/// Dead-letter reason of a cancel message that cannot be applied.
+const INVALID_CANCEL: &str = "invalid_cancel";
+
 /// One valid job on a known channel.
 struct JobTask<'a> {
     shared: &'a Shared,
@@ -226,6 +277,13 @@ impl<'a> JobTask<'a> {
                 return self.fail_unrecorded(&failure, None).await;
             }
             Start::Park { wait, until } => {
+                // A cancelled scheduled job ends now rather than at its `send_at`: one read
+                // per hop through the delay queues, only for jobs that wait that long.
+                let (channel, key) = (&self.channel.name, self.job.idempotency_key());
+                let dedupe = &self.shared.dedupe;
+                if let Some(reason) = self.redis(|| dedupe.cancelled(channel, key)).await? {
+                    return self.cancelled(&reason).await;
+                }
                 self.carried.not_before = Some(until);
                 return self.park(wait).await;
             }
@@ -400,6 +458,10 @@ impl<'a> JobTask<'a> {
                     // Interrupted during a failover: carry on with the next channel.
                     self.carried.attempts = attempts;
                     return Ok(Turn::FailOver(failure));
+                }
+                Admission::Cancelled { reason, attempts } => {
+                    self.carried.attempts = attempts;
+                    return self.cancelled(&reason).await.map(Turn::Settled);
                 }
                 Admission::Republish(record) => {
                     // The earlier copy got as far as recording its end; make sure the world
@@ -753,6 +815,27 @@ impl<'a> JobTask<'a> {
             self.publish(self.event(Status::Failed, previous, attempts, None, Some(error)))
                 .await?;
             self.dead_letter(failure.class, &failure.code, &failure.message, attempts)
+                .await?;
+            Ok(Disposition::Ack)
+        })
+    }
+
+    /// End a cancelled job: `failed` with class `cancelled` and the cancel's reason, no
+    /// gateway call and no dead letter (an operator's decision is not an error). The record
+    /// stays `cancelled`, so later copies and repeats end the same way.
+    fn cancelled<'s>(&'s self, reason: &'s str) -> Step<'s> {
+        Box::pin(async move {
+            let message = if reason.is_empty() {
+                "cancelled before sending".to_string()
+            } else {
+                format!("cancelled before sending: {reason}")
+            };
+            let failure = Failure::new(ErrorClass::Cancelled, "cancelled", message);
+            info!(reason, "cancelled; not sent");
+            let attempts = self.carried.attempts;
+            let previous = self.carried.queued.then_some(Status::Queued);
+            let error = OutcomeError::from_failure(&failure, attempts);
+            self.publish(self.event(Status::Failed, previous, attempts, None, Some(error)))
                 .await?;
             Ok(Disposition::Ack)
         })

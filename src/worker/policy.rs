@@ -122,6 +122,14 @@ pub enum Admission {
     },
     /// The job's own earlier copy recorded its end: publish that again (same event ids).
     Republish(Record),
+    /// The job was cancelled before it was sent: end it `failed` / `cancelled`, no gateway
+    /// call, no dead letter.
+    Cancelled {
+        /// The cancel's reason (empty when it gave none).
+        reason: String,
+        /// Attempts made before the cancel (the larger of the record's and the headers').
+        attempts: u32,
+    },
 }
 
 /// The shortest and longest pause before claiming again while the job's own earlier copy
@@ -175,6 +183,12 @@ pub fn admit(claim: Claim, me: &Claimant<'_>) -> Admission {
             original_job_id: record.job_id,
             status: record.status,
             provider_message_id: record.provider_message_id,
+        },
+        // Whichever job arrives with a cancelled key ends: a cancel names the key, not one
+        // delivery, so a producer's repeat inside the window is cancelled too.
+        Claim::Cancelled { reason, attempts } => Admission::Cancelled {
+            reason,
+            attempts: attempts.max(me.attempts),
         },
     }
 }
@@ -538,6 +552,30 @@ mod tests {
                 Admission::ContinueFailOver {
                     failure: Failure::new(ErrorClass::Auth, FAILED_OVER, "refused"),
                     attempts: 3,
+                },
+            ),
+            (
+                "cancelled before it arrived: cancelled, the headers' attempts",
+                Claim::Cancelled {
+                    reason: "order cancelled".into(),
+                    attempts: 0,
+                },
+                me(false, false, Resend),
+                Admission::Cancelled {
+                    reason: "order cancelled".into(),
+                    attempts: 2,
+                },
+            ),
+            (
+                "cancelled while parked for a retry: the record's attempts",
+                Claim::Cancelled {
+                    reason: String::new(),
+                    attempts: 4,
+                },
+                me(true, false, Fail),
+                Admission::Cancelled {
+                    reason: String::new(),
+                    attempts: 4,
                 },
             ),
         ];

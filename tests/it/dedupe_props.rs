@@ -229,6 +229,10 @@ async fn run(
                             found
                         );
                     }
+                    // These properties never cancel.
+                    Claim::Cancelled { .. } => {
+                        prop_assert!(false, "{}: cancelled without a cancel", step);
+                    }
                 }
             }
             Op::BeginAttempt {

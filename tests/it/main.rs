@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod cancel;
 mod chaos;
 mod cli;
 mod contract_meta;
