@@ -734,7 +734,7 @@ impl Producer {
 
     /// Publish a cancel message (routing key `cancel`) for a worker to apply. It answers
     /// nothing: [`crate::cancel::Canceller`] applies a cancel at once and says what it found.
-    pub async fn publish_cancel(
+    pub async fn cancel(
         &self,
         request: &crate::cancel::CancelRequest,
     ) -> Result<(), PublishError> {

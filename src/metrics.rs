@@ -426,6 +426,11 @@ impl Metrics {
             let _ = self
                 .rate_limit_waits
                 .get_or_create(&vec![label("channel", channel)]);
+            for result in CANCEL_RESULTS {
+                let _ = self
+                    .cancels
+                    .get_or_create(&vec![label("channel", channel), label("result", result)]);
+            }
             // No failure seen yet: healthy until the gateway says otherwise.
             self.channel_health(channel, true);
         }
@@ -470,7 +475,7 @@ const LANES: [&str; 2] = ["send", "bulk"];
 const STATUSES: [&str; 5] = ["queued", "sent", "delivered", "read", "failed"];
 
 /// Dead-letter reasons mensajero itself assigns (a gateway's own codes come on top).
-const DEAD_LETTER_REASONS: [&str; 12] = [
+const DEAD_LETTER_REASONS: [&str; 13] = [
     "oversize",
     "malformed",
     "unknown_field",
@@ -483,6 +488,16 @@ const DEAD_LETTER_REASONS: [&str; 12] = [
     "ambiguous_send",
     "invalid_receipt",
     "unknown_message",
+    "invalid_cancel",
+];
+
+/// What a cancel message can find (`dedupe::CancelAnswer::as_str`).
+const CANCEL_RESULTS: [&str; 5] = [
+    "cancelled",
+    "already_cancelled",
+    "too_late_sent",
+    "too_late_failed",
+    "too_late_in_flight",
 ];
 
 /// What becomes of a webhook receipt: at the listener, then at the receipt consumer.

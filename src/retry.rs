@@ -38,7 +38,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, for code that walks them (metrics created at start-up).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Transient,
         Self::RateLimited,
         Self::Auth,
@@ -48,6 +48,7 @@ impl ErrorClass {
         Self::Rejected,
         Self::Expired,
         Self::RetriesExhausted,
+        Self::Cancelled,
     ];
 
     /// Whether another attempt can succeed without anyone changing the job.
@@ -392,6 +393,32 @@ mod tests {
         assert_eq!(tries, 1);
         assert!(started.elapsed() < Duration::from_millis(100));
         assert!(!backoff.sleep(Duration::from_secs(1)).await);
+    }
+
+    /// `ALL` names every class once: a class added to the enum but not to `ALL` fails here
+    /// (the match has no wildcard), and the metrics created at start-up follow `ALL`.
+    #[test]
+    fn all_names_every_class_once() {
+        let index = |class: ErrorClass| match class {
+            ErrorClass::Transient => 0,
+            ErrorClass::RateLimited => 1,
+            ErrorClass::Auth => 2,
+            ErrorClass::Channel => 3,
+            ErrorClass::WindowExpired => 4,
+            ErrorClass::Invalid => 5,
+            ErrorClass::Rejected => 6,
+            ErrorClass::Expired => 7,
+            ErrorClass::RetriesExhausted => 8,
+            ErrorClass::Cancelled => 9,
+        };
+        let mut seen = [false; ErrorClass::ALL.len()];
+        for class in ErrorClass::ALL {
+            assert!(
+                !std::mem::replace(&mut seen[index(class)], true),
+                "{class:?} twice"
+            );
+        }
+        assert!(seen.iter().all(|s| *s));
     }
 
     #[test]

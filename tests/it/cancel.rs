@@ -354,7 +354,7 @@ async fn broker_cancels_apply_across_two_workers_and_malformed_ones_are_dead_let
             Some("stopped by producer".into()),
         )
         .unwrap();
-        app.producer.publish_cancel(&request).await.unwrap();
+        app.producer.cancel(&request).await.unwrap();
     }
     app.producer
         .publish_keyed(
