@@ -183,10 +183,10 @@ impl Adapter for Whaapy {
         let canonical = serde_json::to_value(&job.message)
             .map_err(|e| Failure::invalid("invalid_field", format!("message: {e}")))?;
         let mut content = canonical.get(kind).cloned().unwrap_or(Value::Null);
-        if kind == "template" {
-            if let Some(language) = content.get_mut("language").and_then(Value::as_object_mut) {
-                language.insert("policy".into(), Value::from(LANGUAGE_POLICY));
-            }
+        if kind == "template"
+            && let Some(language) = content.get_mut("language").and_then(Value::as_object_mut)
+        {
+            language.insert("policy".into(), Value::from(LANGUAGE_POLICY));
         }
 
         let mut body = Map::new();
