@@ -310,10 +310,10 @@ impl ScriptRule {
         if self.times == Some(0) {
             return Some("times: must be at least 1 (leave it out for \"until cleared\")".into());
         }
-        if let Some(to) = &self.to {
-            if !to.bytes().any(|b| b.is_ascii_digit()) {
-                return Some("to: has no digits to match a recipient by".into());
-            }
+        if let Some(to) = &self.to
+            && !to.bytes().any(|b| b.is_ascii_digit())
+        {
+            return Some("to: has no digits to match a recipient by".into());
         }
         if self.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             return Some("path: must start with /".into());

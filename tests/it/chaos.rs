@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use mensajero::config::{MockOptions, Secret};
 use mensajero::gateways::simulator::{self as mock, MockCore};
 use mensajero::outcome::{EventKind, Outcome, Status};
-use rand::Rng;
+use rand::RngExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

@@ -295,11 +295,12 @@ fn describe(status: u16, error: &Value, subcode: Option<u64>) -> String {
         .get("message")
         .and_then(Value::as_str)
         .map_or_else(|| format!("HTTP {status}"), str::to_owned);
-    if let Some(details) = error.pointer("/error_data/details").and_then(Value::as_str) {
-        if !details.is_empty() && details != text {
-            text.push_str(": ");
-            text.push_str(details);
-        }
+    if let Some(details) = error.pointer("/error_data/details").and_then(Value::as_str)
+        && !details.is_empty()
+        && details != text
+    {
+        text.push_str(": ");
+        text.push_str(details);
     }
     if let Some(subcode) = subcode {
         text.push_str(&format!(" (subcode {subcode})"));

@@ -168,10 +168,10 @@ async fn meta_send(
             "messaging_product must be \"whatsapp\"",
         );
     }
-    if let Some(kind) = body.get("recipient_type").and_then(Value::as_str) {
-        if kind != "individual" {
-            return invalid_parameter("recipient_type must be \"individual\"");
-        }
+    if let Some(kind) = body.get("recipient_type").and_then(Value::as_str)
+        && kind != "individual"
+    {
+        return invalid_parameter("recipient_type must be \"individual\"");
     }
     // Meta takes the number with or without `+`, other punctuation not.
     let to = body

@@ -54,7 +54,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rand::Rng;
+use rand::RngExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
