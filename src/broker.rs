@@ -734,10 +734,7 @@ impl Producer {
 
     /// Publish a cancel message (routing key `cancel`) for a worker to apply. It answers
     /// nothing: [`crate::cancel::Canceller`] applies a cancel at once and says what it found.
-    pub async fn cancel(
-        &self,
-        request: &crate::cancel::CancelRequest,
-    ) -> Result<(), PublishError> {
+    pub async fn cancel(&self, request: &crate::cancel::CancelRequest) -> Result<(), PublishError> {
         self.publish_keyed(&request.to_json(), crate::cancel::CANCEL_KEY)
             .await
     }
