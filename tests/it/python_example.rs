@@ -388,3 +388,78 @@ async fn a_python_producer_reports_returns_and_a_missing_exchange() {
         .expect("delete the exchange");
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// A cancel published by the Python example is applied by a real worker: the job the
+/// producer publishes afterwards ends `failed` with class `cancelled` and the reason, and no
+/// gateway call is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_cancel_is_applied_by_the_worker() {
+    let Some(python) = python() else { return };
+    let channels = "[channels.demo]\nprovider = \"mock\"\n";
+    let app = TestApp::spawn(common::config(&unique_prefix("py-cancel"), channels, &[])).await;
+    let url = common::services().amqp_url;
+    let job_id = "py-cancelled-1";
+    let common_args = ["--url", url.as_str(), "--prefix", app.prefix.as_str()];
+
+    let (code, out) = tokio::task::block_in_place(|| {
+        let mut args = vec!["cancel"];
+        args.extend(common_args);
+        args.extend([
+            "--channel",
+            "demo",
+            "--id",
+            job_id,
+            "--reason",
+            "pedido anulado",
+        ]);
+        run(&python, &args)
+    });
+    assert_eq!(code, Some(0), "{out}");
+    // The worker applies the cancel before the job exists; wait until it has.
+    let applied = "mensajero_cancels_total{channel=\"demo\",result=\"cancelled\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = reqwest::get(app.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        if metrics.contains(applied) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cancel was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (code, out) = tokio::task::block_in_place(|| {
+        let mut args = vec!["send"];
+        args.extend(common_args);
+        args.extend([
+            "--channel",
+            "demo",
+            "--to",
+            TO,
+            "--text",
+            "Sale hoy",
+            "--id",
+            job_id,
+        ]);
+        run(&python, &args)
+    });
+    assert_eq!(code, Some(0), "{out}");
+    let failed = app.next_outcome().await;
+    assert_eq!(
+        (failed.job_id.as_str(), failed.status),
+        (job_id, mensajero::outcome::Status::Failed),
+        "{failed:#?}"
+    );
+    let error = failed.error.expect("error");
+    assert_eq!(error.class, mensajero::retry::ErrorClass::Cancelled);
+    assert!(
+        error.message.contains("pedido anulado"),
+        "{}",
+        error.message
+    );
+    app.assert_quiet(Duration::from_millis(500)).await;
+}
