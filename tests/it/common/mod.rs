@@ -450,8 +450,24 @@ pub fn cleanup(topology: Topology, redis_url: String, prefix: String, amqp_url: 
 
 /// A port free right now on 127.0.0.1, for a worker whose address must be known before its
 /// configuration is final (a mock channel POSTing receipts to the worker's own listener).
-/// Another process could take it before the worker binds it; on a test machine that is rare.
+///
+/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+/// gives) can be taken, between this check and the worker's bind, as the source port of any
+/// outgoing connection a parallel test opens, and under CI's load one was ("Address already
+/// in use"). Below the range only another explicit bind can take it.
 pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > 11_000 {
+        for _ in 0..100 {
+            let port = rand::random_range(10_000..ephemeral_low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
