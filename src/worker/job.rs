@@ -179,17 +179,15 @@ async fn apply_cancel(
     let (request, window) = match parsed {
         Ok(parsed) => parsed,
         Err(rejection) => {
-            warn!(reason = INVALID_CANCEL, error = %rejection, "refusing cancel message");
-            let letter = DeadLetter {
-                reason: INVALID_CANCEL,
-                class: ErrorClass::Invalid,
-                attempts: 0,
-                message: &rejection.0,
+            // Refused like an unreadable job: no outcome (no job id), a dead letter with the
+            // reason.
+            let failure = Failure::invalid(INVALID_CANCEL, rejection.0);
+            let known = Known {
                 job_id: None,
                 channel: None,
+                job: None,
             };
-            publish_dead_letter(shared, publisher, delivery, &letter).await?;
-            return Ok(Disposition::Ack);
+            return refuse(shared, publisher, delivery, known, &failure).await;
         }
     };
     let answer = with_redis(shared, || cancel::apply(&shared.dedupe, &request, window)).await?;
