@@ -55,6 +55,7 @@ pub mod dedupe;
 pub mod dlq;
 pub mod gateways;
 pub mod http;
+pub mod inbound;
 pub mod job;
 pub mod metrics;
 pub mod outcome;

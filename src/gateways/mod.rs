@@ -705,6 +705,7 @@ mod tests {
                 job_id: None,
                 error: None,
                 occurred_at: Some(now),
+                sender: None,
             };
             let body = format.render(&receipt);
             let headers: HeaderMap = format
@@ -722,7 +723,7 @@ mod tests {
             let other = Secret::new("other-secret");
             assert!(format.verify(&other, &request, now).is_err(), "{kind:?}");
             assert!(!format.is_probe(&body), "{kind:?}");
-            let expected = Ok(Parsed::Receipts(vec![receipt]));
+            let expected = Ok(Parsed::receipts(vec![receipt]));
             assert_eq!(format.parse(&body, &headers), expected, "{kind:?}");
             assert_eq!(webhook::parse(kind, &body), expected, "{kind:?}");
         }

@@ -1,4 +1,4 @@
-//! Status receipts (SPEC §6): what gateways tell us after a send, through webhooks.
+//! Webhooks in (SPEC §6, §10): status receipts about what we sent, and what customers write.
 //!
 //! Each gateway's `webhook.rs` implements [`WebhookFormat`] for its webhooks, which is pure,
 //! like the send adapters: it authenticates a webhook request ([`WebhookFormat::verify`], and
@@ -19,6 +19,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::gateway;
 use crate::config::{ProviderKind, Secret};
+use crate::inbound::Content;
 use crate::outcome::Status;
 
 /// One status report about one message, as a gateway sent it.
@@ -34,6 +35,9 @@ pub struct Receipt {
     pub error: Option<ReceiptError>,
     /// When the gateway says it happened.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The business number the gateway names for it (Meta's `metadata.phone_number_id`), which
+    /// routes it to the channel whose sender that is when several share one callback URL.
+    pub sender: Option<String>,
 }
 
 /// A gateway's reason for a `failed` receipt.
@@ -48,10 +52,69 @@ pub struct ReceiptError {
 /// What a webhook body held.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
-    /// Status reports (possibly none: inbound messages and other events are ignored).
-    Receipts(Vec<Receipt>),
+    /// Status reports, inbound messages and what else the body said (possibly nothing).
+    Batch(Batch),
     /// A connectivity probe that must get 200 and publishes nothing (Wazzup's `{"test":true}`).
     Probe,
+}
+
+impl Parsed {
+    /// A body holding only `receipts`.
+    pub fn receipts(receipts: Vec<Receipt>) -> Self {
+        Self::Batch(Batch {
+            receipts,
+            ..Batch::default()
+        })
+    }
+}
+
+/// Everything a readable webhook body held. One unreadable item does not spoil its
+/// neighbours: it is listed in `unreadable` and the rest are applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Status reports about messages we sent.
+    pub receipts: Vec<Receipt>,
+    /// Messages customers sent.
+    pub inbound: Vec<Inbound>,
+    /// Errors the gateway reported about the account or the webhook rather than a message
+    /// (Meta's value-level `errors[]`).
+    pub notices: Vec<Notice>,
+    /// Status words the gateway sent that mensajero does not track (`deleted`, `played`, …).
+    pub ignored_statuses: Vec<String>,
+    /// Items that could not be read, each with where it was and why.
+    pub unreadable: Vec<ParseError>,
+}
+
+/// One message a customer sent, as a gateway posted it, its content in Meta's inbound shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The gateway's id of the message (its event id derives from it).
+    pub provider_message_id: String,
+    /// The customer's number in E.164 with `+`, when the gateway gives a phone number.
+    pub from: Option<String>,
+    /// The customer's business-scoped user id (Meta's BSUID), when given.
+    pub user_id: Option<String>,
+    /// The customer's profile name, when given.
+    pub profile_name: Option<String>,
+    /// When the customer sent it, as the gateway says.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// What it says.
+    pub content: Content,
+    /// The gateway's id of the message it answers, quotes or reacts to.
+    pub context_id: Option<String>,
+    /// The business number it was written to (Meta's `metadata.phone_number_id`), for routing.
+    pub sender: Option<String>,
+    /// The gateway's own item, untouched.
+    pub raw: serde_json::Value,
+}
+
+/// An error a gateway reported outside any message (Meta's value-level `errors[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The gateway's code, when given.
+    pub code: Option<String>,
+    /// Its text.
+    pub message: String,
 }
 
 /// A webhook request as the listener received it.
@@ -121,12 +184,19 @@ pub trait WebhookFormat: Send + Sync + 'static {
         &[]
     }
 
-    /// Read the status reports in an authenticated body; `headers` holds the
-    /// [kept](WebhookFormat::kept_headers) ones.
+    /// Read the status reports and inbound messages in an authenticated body; `headers`
+    /// holds the [kept](WebhookFormat::kept_headers) ones. `Err` only when the body as a whole
+    /// cannot be read; an unreadable item is listed in [`Batch::unreadable`].
     fn parse(&self, body: &[u8], headers: &HeaderMap) -> Result<Parsed, ParseError>;
 
     /// A receipt in this format (for the simulator and tests).
     fn render(&self, receipt: &Receipt) -> Vec<u8>;
+
+    /// An inbound message in this format (for the simulator and tests); `None` where the
+    /// gateway documents no inbound format, so none can be forged faithfully.
+    fn render_inbound(&self, _inbound: &Inbound) -> Option<Vec<u8>> {
+        None
+    }
 
     /// The headers (and, for schemes that sign the URL, nothing else) that authenticate
     /// `body` sent as `method` to `url`, signed at `now`.
@@ -150,7 +220,8 @@ pub fn verify(
     gateway(provider).webhook().verify(secret, request, now)
 }
 
-/// Read the status reports in an authenticated body that came without headers.
+/// Read the status reports and inbound messages in an authenticated body that came without
+/// headers.
 pub fn parse(provider: ProviderKind, body: &[u8]) -> Result<Parsed, ParseError> {
     gateway(provider).webhook().parse(body, &HeaderMap::new())
 }
@@ -158,6 +229,11 @@ pub fn parse(provider: ProviderKind, body: &[u8]) -> Result<Parsed, ParseError> 
 /// A receipt in `provider`'s webhook format.
 pub fn render(provider: ProviderKind, receipt: &Receipt) -> Vec<u8> {
     gateway(provider).webhook().render(receipt)
+}
+
+/// An inbound message in `provider`'s webhook format, where it has one.
+pub fn render_inbound(provider: ProviderKind, inbound: &Inbound) -> Option<Vec<u8>> {
+    gateway(provider).webhook().render_inbound(inbound)
 }
 
 /// The headers that authenticate `body` sent as `method` to `url` for `provider`, at `now`.

@@ -82,7 +82,7 @@ async fn handle(
     let format = crate::gateways::gateway(provider).webhook();
     let headers = kept_headers(delivery, format);
     let items = match format.parse(&delivery.data, &headers) {
-        Ok(Parsed::Receipts(items)) => items,
+        Ok(Parsed::Batch(batch)) => batch.receipts,
         Ok(Parsed::Probe) => return Ok(Disposition::Ack),
         Err(e) => {
             warn!(error = %e, "unreadable receipt; dead-lettering it");

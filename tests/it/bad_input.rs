@@ -617,6 +617,7 @@ fn receipt(id: &str, status: Status) -> Receipt {
             message: "forged failure".into(),
         }),
         occurred_at: Some(Utc::now()),
+        sender: None,
     }
 }
 

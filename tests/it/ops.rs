@@ -175,6 +175,7 @@ fn delivered(provider_message_id: &str) -> Vec<u8> {
             job_id: None,
             error: None,
             occurred_at: Some(Utc::now()),
+            sender: None,
         },
     )
 }

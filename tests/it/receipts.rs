@@ -72,6 +72,7 @@ fn receipt(id: &str, status: Status, job_id: Option<&str>) -> Receipt {
             message: "Message undeliverable".into(),
         }),
         occurred_at: Some(Utc::now()),
+        sender: None,
     }
 }
 

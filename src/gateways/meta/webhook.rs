@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::gateways::webhook::fields::{self, Object};
 use crate::gateways::webhook::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
-    constant_time_eq, hmac_sha256_hex,
+    AuthError, Batch, Inbound, Notice, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat,
+    WebhookRequest, constant_time_eq, hmac_sha256_hex,
 };
+use crate::inbound::{self, Content, Reply, ReplyKind};
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
@@ -82,43 +83,104 @@ pub fn handshake(query: &str, verify_token: &Secret) -> Result<String, AuthError
     fields::query_param(query, "hub.challenge").ok_or(AuthError::Missing("hub.challenge"))
 }
 
-/// Read every status in a webhook body.
+/// Read every status, inbound message and value-level error in a webhook body. Only a body
+/// that is not a JSON object with an `entry` array fails as a whole; an item that cannot be
+/// read is listed in [`Batch::unreadable`] and its neighbours are still read.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     if let Some(object) = fields::opt_str(&root, "object", "")?
         && object != OBJECT
     {
         tracing::debug!(object = %fields::preview(object), "meta webhook for another object");
-        return Ok(Parsed::Receipts(Vec::new()));
+        return Ok(Parsed::receipts(Vec::new()));
     }
     let entries =
         fields::opt_array(&root, "entry", "")?.ok_or_else(|| ParseError("missing entry".into()))?;
-    let mut receipts = Vec::new();
+    let mut batch = Batch::default();
     for (i, entry) in entries.iter().enumerate() {
-        let at = format!("entry[{i}]");
-        let entry = fields::as_object(entry, &at)?;
-        let changes = fields::opt_array(entry, "changes", &at)?.unwrap_or_default();
-        for (j, change) in changes.iter().enumerate() {
-            let at = format!("{at}.changes[{j}]");
-            let change = fields::as_object(change, &at)?;
-            if fields::opt_str(change, "field", &at)? != Some(MESSAGES_FIELD) {
-                continue;
-            }
-            let Some(value) = fields::opt_object(change, "value", &at)? else {
-                continue;
-            };
-            let at = format!("{at}.value");
-            let statuses = fields::opt_array(value, "statuses", &at)?.unwrap_or_default();
-            for (k, item) in statuses.iter().enumerate() {
-                receipts.extend(status(item, &format!("{at}.statuses[{k}]"))?);
-            }
+        if let Err(e) = read_entry(entry, &format!("entry[{i}]"), &mut batch) {
+            batch.unreadable.push(e);
         }
     }
-    Ok(Parsed::Receipts(receipts))
+    Ok(Parsed::Batch(batch))
 }
 
-/// One `statuses[]` item; `None` for a status word we do not track.
-fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
+/// One `entry[]`: its `messages` changes (other fields carry nothing for us).
+fn read_entry(entry: &Value, at: &str, batch: &mut Batch) -> Result<(), ParseError> {
+    let entry = fields::as_object(entry, at)?;
+    let changes = fields::opt_array(entry, "changes", at)?.unwrap_or_default();
+    for (j, change) in changes.iter().enumerate() {
+        let at = format!("{at}.changes[{j}]");
+        if let Err(e) = read_change(change, &at, batch) {
+            batch.unreadable.push(e);
+        }
+    }
+    Ok(())
+}
+
+fn read_change(change: &Value, at: &str, batch: &mut Batch) -> Result<(), ParseError> {
+    let change = fields::as_object(change, at)?;
+    if fields::opt_str(change, "field", at)? != Some(MESSAGES_FIELD) {
+        return Ok(());
+    }
+    let Some(value) = fields::opt_object(change, "value", at)? else {
+        return Ok(());
+    };
+    let at = format!("{at}.value");
+    let sender = match fields::opt_object(value, "metadata", &at)? {
+        Some(metadata) => fields::opt_text(metadata, "phone_number_id", &format!("{at}.metadata"))?,
+        None => None,
+    };
+    // Items are read one by one, so one bad item leaves its neighbours intact.
+    let mut each = |key: &str, read: &mut dyn FnMut(&Value, &str) -> Result<(), ParseError>| {
+        match fields::opt_array(value, key, &at) {
+            Ok(items) => {
+                for (k, item) in items.unwrap_or_default().iter().enumerate() {
+                    if let Err(e) = read(item, &format!("{at}.{key}[{k}]")) {
+                        batch.unreadable.push(e);
+                    }
+                }
+            }
+            Err(e) => batch.unreadable.push(e),
+        }
+    };
+    let mut receipts = Vec::new();
+    let mut ignored = Vec::new();
+    each("statuses", &mut |item, at| {
+        match status(item, at)? {
+            Ok(mut receipt) => {
+                receipt.sender.clone_from(&sender);
+                receipts.push(receipt);
+            }
+            Err(word) => ignored.push(word),
+        }
+        Ok(())
+    });
+    let contacts = fields::opt_array(value, "contacts", &at)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut inbound = Vec::new();
+    each("messages", &mut |item, at| {
+        let mut message = message(item, contacts, at)?;
+        message.sender.clone_from(&sender);
+        inbound.push(message);
+        Ok(())
+    });
+    let mut notices = Vec::new();
+    each("errors", &mut |item, at| {
+        notices.push(notice(item, at)?);
+        Ok(())
+    });
+    batch.receipts.append(&mut receipts);
+    batch.ignored_statuses.append(&mut ignored);
+    batch.inbound.append(&mut inbound);
+    batch.notices.append(&mut notices);
+    Ok(())
+}
+
+/// One `statuses[]` item; `Err(word)` for a status word we do not track.
+fn status(item: &Value, at: &str) -> Result<Result<Receipt, String>, ParseError> {
     let item = fields::as_object(item, at)?;
     let id = fields::req_str(item, "id", at)?;
     let word = fields::req_str(item, "status", at)?;
@@ -126,19 +188,187 @@ fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
     let job_id = fields::opt_str(item, "biz_opaque_callback_data", at)?.map(str::to_owned);
     let Some(status) = fields::lookup(STATUSES, word) else {
         tracing::debug!(status = %fields::preview(word), at, "meta status skipped");
-        return Ok(None);
+        return Ok(Err(fields::preview(word)));
     };
     let error = match fields::opt_array(item, "errors", at)?.and_then(<[Value]>::first) {
         Some(first) if status == Status::Failed => Some(error(first, &format!("{at}.errors[0]"))?),
         _ => None,
     };
-    Ok(Some(Receipt {
+    Ok(Ok(Receipt {
         provider_message_id: id.to_owned(),
         status,
         job_id,
         error,
         occurred_at,
+        sender: None,
     }))
+}
+
+/// A value-level `errors[]` item: about the account or the webhook, not one message.
+fn notice(item: &Value, at: &str) -> Result<Notice, ParseError> {
+    let ReceiptError { code, message } = error(item, at)?;
+    Ok(Notice { code, message })
+}
+
+/// One `messages[]` item, its content in the shape it already has (Meta's is the canonical
+/// inbound shape). Only a missing `id` makes it unreadable: anything else mensajero cannot
+/// normalise is published as `unsupported`, with the item in `raw`.
+fn message(item: &Value, contacts: &[Value], at: &str) -> Result<Inbound, ParseError> {
+    let object = fields::as_object(item, at)?;
+    let id = fields::req_str(object, "id", at)?;
+    let from_text = fields::opt_text(object, "from", at)?;
+    let user_id = fields::opt_text(object, "from_user_id", at)?;
+    let timestamp = fields::opt_timestamp(object, "timestamp", at)?;
+    let context_id = match fields::opt_object(object, "context", at)? {
+        Some(context) => fields::opt_text(context, "id", &fields::path(at, "context"))?,
+        None => None,
+    };
+    let content = content(object);
+    let context_id = context_id.or_else(|| match &content {
+        Content::Reaction(reaction) => Some(reaction.message_id.clone()),
+        _ => None,
+    });
+    Ok(Inbound {
+        provider_message_id: id.to_owned(),
+        from: from_text.as_deref().and_then(inbound::e164),
+        profile_name: profile_name(contacts, from_text.as_deref(), user_id.as_deref()),
+        user_id,
+        timestamp,
+        content,
+        context_id,
+        sender: None,
+        raw: item.clone(),
+    })
+}
+
+/// The profile name of the contact that wrote: the one whose `wa_id` (or `user_id`) matches,
+/// or the only one.
+fn profile_name(contacts: &[Value], from: Option<&str>, user_id: Option<&str>) -> Option<String> {
+    let matches = |contact: &&Value| {
+        let wa_id = contact.get("wa_id").and_then(Value::as_str);
+        let contact_user = contact.get("user_id").and_then(Value::as_str);
+        (from.is_some() && wa_id == from) || (user_id.is_some() && contact_user == user_id)
+    };
+    let contact = contacts
+        .iter()
+        .find(matches)
+        .or_else(|| (contacts.len() == 1).then(|| &contacts[0]))?;
+    contact
+        .pointer("/profile/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The content of a message item by its `type`.
+fn content(item: &Object) -> Content {
+    let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+    let body = item.get(kind).and_then(Value::as_object);
+    let text =
+        |object: &Object, key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
+    let media = |object: &Object| inbound::Media {
+        id: text(object, "id"),
+        url: text(object, "url"),
+        mime_type: text(object, "mime_type"),
+        sha256: text(object, "sha256"),
+        caption: text(object, "caption"),
+        filename: text(object, "filename"),
+        voice: object.get("voice").and_then(Value::as_bool),
+        animated: object.get("animated").and_then(Value::as_bool),
+    };
+    let unsupported = || Content::unsupported(unsupported_reason(item, kind));
+    let Some(body) = body else {
+        return match (kind, item.get(kind)) {
+            ("contacts", Some(Value::Array(cards))) => Content::Contacts(cards.clone()),
+            _ => unsupported(),
+        };
+    };
+    match kind {
+        "text" => text(body, "body")
+            .map_or_else(unsupported, |body| Content::Text(inbound::Text { body })),
+        "image" => Content::Image(media(body)),
+        "video" => Content::Video(media(body)),
+        "audio" => Content::Audio(media(body)),
+        "document" => Content::Document(media(body)),
+        "sticker" => Content::Sticker(media(body)),
+        "location" => {
+            let degrees = |key: &str| body.get(key).and_then(Value::as_f64);
+            match (degrees("latitude"), degrees("longitude")) {
+                (Some(latitude), Some(longitude)) => Content::Location(inbound::Location {
+                    latitude,
+                    longitude,
+                    name: text(body, "name"),
+                    address: text(body, "address"),
+                    url: text(body, "url"),
+                }),
+                _ => unsupported(),
+            }
+        }
+        // A template's quick-reply button.
+        "button" => Content::Reply(Reply {
+            kind: ReplyKind::QuickReply,
+            id: None,
+            title: text(body, "text"),
+            description: None,
+            payload: text(body, "payload"),
+        }),
+        "interactive" => {
+            let sub = text(body, "type").unwrap_or_default();
+            let Some(answer) = body.get(&sub).and_then(Value::as_object) else {
+                return unsupported();
+            };
+            let reply = |kind, payload| {
+                Content::Reply(Reply {
+                    kind,
+                    id: text(answer, "id"),
+                    title: text(answer, "title"),
+                    description: text(answer, "description"),
+                    payload,
+                })
+            };
+            match sub.as_str() {
+                "button_reply" => reply(ReplyKind::Button, None),
+                "list_reply" => reply(ReplyKind::List, None),
+                "nfm_reply" => Content::Reply(Reply {
+                    kind: ReplyKind::Flow,
+                    id: text(answer, "name"),
+                    title: text(answer, "body"),
+                    description: None,
+                    payload: text(answer, "response_json"),
+                }),
+                _ => unsupported(),
+            }
+        }
+        "reaction" => match text(body, "message_id") {
+            Some(message_id) => Content::Reaction(inbound::Reaction {
+                message_id,
+                // Meta removes a reaction with an empty or absent emoji.
+                emoji: text(body, "emoji").filter(|e| !e.is_empty()),
+            }),
+            None => unsupported(),
+        },
+        "order" => Content::Order(Value::Object(body.clone())),
+        "system" => Content::System(Value::Object(body.clone())),
+        _ => unsupported(),
+    }
+}
+
+/// Why a message is `unsupported`: Meta's own error on it (`errors[0]`, as on type
+/// `unsupported`), else the type mensajero does not normalise.
+fn unsupported_reason(item: &Object, kind: &str) -> String {
+    let first_error = item
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|errors| errors.first())
+        .and_then(|first| error(first, "errors[0]").ok());
+    match first_error {
+        Some(ReceiptError {
+            code: Some(code),
+            message,
+        }) => format!("{message} ({code})"),
+        Some(ReceiptError { message, .. }) => message,
+        None if kind.is_empty() => "the message has no type".to_owned(),
+        None => format!("message type `{}` is not normalised", fields::preview(kind)),
+    }
 }
 
 fn error(value: &Value, at: &str) -> Result<ReceiptError, ParseError> {
@@ -185,22 +415,92 @@ pub fn render(receipt: &Receipt) -> Vec<u8> {
             "message": error.message,
         }]);
     }
+    envelope(receipt.sender.as_deref(), "statuses", status, None)
+}
+
+/// A `messages` webhook body with one item under `key` of the change's value.
+fn envelope(sender: Option<&str>, key: &str, item: Value, contacts: Option<Value>) -> Vec<u8> {
+    let metadata = match sender {
+        Some(id) => json!({ "display_phone_number": id, "phone_number_id": id }),
+        None => json!({}),
+    };
+    let mut value = json!({
+        "messaging_product": "whatsapp",
+        "metadata": metadata,
+        key: [item],
+    });
+    if let Some(contacts) = contacts {
+        value["contacts"] = contacts;
+    }
     json!({
         "object": OBJECT,
         "entry": [{
             "id": "0",
-            "changes": [{
-                "field": MESSAGES_FIELD,
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {},
-                    "statuses": [status],
-                },
-            }],
+            "changes": [{ "field": MESSAGES_FIELD, "value": value }],
         }],
     })
     .to_string()
     .into_bytes()
+}
+
+/// A webhook body holding `inbound`, as Meta posts a customer's message.
+pub fn render_inbound(inbound: &Inbound) -> Vec<u8> {
+    let from = inbound
+        .from
+        .as_deref()
+        .map(|n| n.trim_start_matches('+').to_owned());
+    let mut item = json!({ "id": inbound.provider_message_id });
+    if let Some(from) = &from {
+        item["from"] = json!(from);
+    }
+    if let Some(user_id) = &inbound.user_id {
+        item["from_user_id"] = json!(user_id);
+    }
+    if let Some(at) = inbound.timestamp {
+        item["timestamp"] = json!(at.timestamp().to_string());
+    }
+    let (kind, body) = match &inbound.content {
+        Content::Reply(reply) => match reply.kind {
+            ReplyKind::QuickReply => (
+                "button",
+                json!({ "payload": reply.payload, "text": reply.title }),
+            ),
+            ReplyKind::Button | ReplyKind::List | ReplyKind::Flow => {
+                let sub = match reply.kind {
+                    ReplyKind::Button => "button_reply",
+                    ReplyKind::List => "list_reply",
+                    _ => "nfm_reply",
+                };
+                let answer = if reply.kind == ReplyKind::Flow {
+                    json!({ "name": reply.id, "body": reply.title, "response_json": reply.payload })
+                } else {
+                    json!({ "id": reply.id, "title": reply.title })
+                };
+                ("interactive", json!({ "type": sub, sub: answer }))
+            }
+        },
+        Content::Unsupported(why) => ("unsupported", json!([{ "title": why.reason }])),
+        other => {
+            let tagged = serde_json::to_value(other).unwrap_or_default();
+            let kind = other.kind().as_str();
+            (kind, tagged.get(kind).cloned().unwrap_or_default())
+        }
+    };
+    item["type"] = json!(kind);
+    if kind == "unsupported" {
+        item["errors"] = body;
+    } else {
+        item[kind] = body;
+    }
+    if let Some(id) = &inbound.context_id
+        && kind != "reaction"
+    {
+        item["context"] = json!({ "id": id });
+    }
+    let contacts = from
+        .as_ref()
+        .map(|wa_id| json!([{ "profile": { "name": inbound.profile_name }, "wa_id": wa_id }]));
+    envelope(inbound.sender.as_deref(), "messages", item, contacts)
 }
 
 /// The `X-Hub-Signature-256` header for `body`.
@@ -238,6 +538,10 @@ impl WebhookFormat for Format {
 
     fn render(&self, receipt: &Receipt) -> Vec<u8> {
         render(receipt)
+    }
+
+    fn render_inbound(&self, inbound: &Inbound) -> Option<Vec<u8>> {
+        Some(render_inbound(inbound))
     }
 
     fn sign(
@@ -301,7 +605,7 @@ mod tests {
 
     fn receipts(body: &[u8]) -> Vec<Receipt> {
         match parse(body).unwrap() {
-            Parsed::Receipts(receipts) => receipts,
+            Parsed::Batch(batch) => batch.receipts,
             Parsed::Probe => panic!("meta has no probe"),
         }
     }
@@ -334,6 +638,7 @@ mod tests {
                             .into(),
                     }),
                     occurred_at: Some(at(1_750_263_773)),
+                    sender: Some("106540352242922".into()),
                 },
                 Receipt {
                     provider_message_id: "wamid.second".into(),
@@ -341,6 +646,7 @@ mod tests {
                     job_id: None,
                     error: None,
                     occurred_at: Some(at(1_750_263_780)),
+                    sender: Some("106540352242922".into()),
                 },
             ]
         );
@@ -370,43 +676,248 @@ mod tests {
         assert_eq!(got[0].status, Status::Read);
     }
 
+    fn batch(body: &[u8]) -> Batch {
+        match parse(body).unwrap() {
+            Parsed::Batch(batch) => batch,
+            Parsed::Probe => panic!("meta has no probe"),
+        }
+    }
+
     #[test]
     fn malformed_bodies_name_the_field() {
-        let cases = [
+        let whole = [
             (r#"{"object":"whatsapp_business_account"}"#, "missing entry"),
             (r#"{"entry":{}}"#, "entry must be an array"),
-            (
-                r#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[
-                {"status":"sent"}]}}]}]}"#,
-                "missing entry[0].changes[0].value.statuses[0].id",
-            ),
-            (
-                r#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[
-                {"id":7,"status":"sent"}]}}]}]}"#,
-                "statuses[0].id must be a string",
-            ),
-            (
-                r#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[
-                {"id":"w"}]}}]}]}"#,
-                "missing entry[0].changes[0].value.statuses[0].status",
-            ),
-            (
-                r#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[
-                {"id":"w","status":"sent","timestamp":"soon"}]}}]}]}"#,
-                "timestamp is not",
-            ),
-            (
-                r#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[
-                {"id":"w","status":"failed","errors":["x"]}]}}]}]}"#,
-                "errors[0] must be an object",
-            ),
         ];
-        for (body, needle) in cases {
+        for (body, needle) in whole {
             let err = parse(body.as_bytes()).unwrap_err();
             assert!(err.0.contains(needle), "{body}: {err}");
         }
         for body in testing::hostile_bodies() {
             assert!(parse(&body).is_err());
+        }
+    }
+
+    #[test]
+    fn a_malformed_item_spoils_only_itself() {
+        let cases = [
+            (
+                r#"{"status":"sent"}"#,
+                "missing entry[0].changes[0].value.statuses[0].id",
+            ),
+            (
+                r#"{"id":7,"status":"sent"}"#,
+                "statuses[0].id must be a string",
+            ),
+            (
+                r#"{"id":"w"}"#,
+                "missing entry[0].changes[0].value.statuses[0].status",
+            ),
+            (
+                r#"{"id":"w","status":"sent","timestamp":"soon"}"#,
+                "timestamp is not",
+            ),
+            (
+                r#"{"id":"w","status":"failed","errors":["x"]}"#,
+                "errors[0] must be an object",
+            ),
+        ];
+        for (item, needle) in cases {
+            let body = format!(
+                r#"{{"entry":[{{"changes":[{{"field":"messages","value":{{"statuses":[
+                {item}, {{"id":"wamid.good","status":"read"}}]}}}}]}}]}}"#
+            );
+            let got = batch(body.as_bytes());
+            assert_eq!(got.unreadable.len(), 1, "{item}");
+            assert!(
+                got.unreadable[0].0.contains(needle),
+                "{item}: {:?}",
+                got.unreadable
+            );
+            assert_eq!(got.receipts.len(), 1, "{item}: the good neighbour is kept");
+            assert_eq!(got.receipts[0].provider_message_id, "wamid.good");
+        }
+        let no_id = r#"{"entry":[{"changes":[{"field":"messages","value":{"messages":[
+            {"from":"5491155550000","type":"text","text":{"body":"a"}},
+            {"id":"wamid.ok","from":"5491155550000","type":"text","text":{"body":"b"}}]}}]},
+            "not an entry"]}"#;
+        let got = batch(no_id.as_bytes());
+        assert_eq!(got.inbound.len(), 1);
+        assert_eq!(got.unreadable.len(), 2, "{:?}", got.unreadable);
+        assert!(got.unreadable[0].0.contains("messages[0].id"));
+        assert!(got.unreadable[1].0.contains("entry[1] must be an object"));
+    }
+
+    #[test]
+    fn inbound_messages_are_read_in_metas_shape() {
+        let got = batch(FIXTURE.as_bytes());
+        assert_eq!(
+            got.inbound,
+            vec![Inbound {
+                provider_message_id: "wamid.in".into(),
+                from: Some("+16505551234".into()),
+                user_id: None,
+                profile_name: Some("Ana".into()),
+                timestamp: Some(at(1_750_263_790)),
+                content: Content::Text(inbound::Text {
+                    body: "hola".into()
+                }),
+                context_id: None,
+                sender: Some("106540352242922".into()),
+                raw: serde_json::json!({"from": "16505551234", "id": "wamid.in",
+                    "timestamp": "1750263790", "type": "text", "text": {"body": "hola"}}),
+            }]
+        );
+    }
+
+    #[test]
+    fn replies_reactions_and_odd_types() {
+        let item = |json: &str| {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[{{"field":"messages",
+                "value":{{"metadata":{{"phone_number_id":"PN"}},"messages":[{json}]}}}}]}}]}}"#
+            );
+            let mut got = batch(body.as_bytes());
+            assert!(got.unreadable.is_empty(), "{:?}", got.unreadable);
+            got.inbound.remove(0)
+        };
+        let button = item(
+            r#"{"id":"w1","from":"5491100000000","type":"interactive","context":{"from":"1555","id":"wamid.ours"},
+            "interactive":{"type":"button_reply","button_reply":{"id":"yes","title":"Sí"}}}"#,
+        );
+        assert_eq!(button.context_id.as_deref(), Some("wamid.ours"));
+        assert_eq!(
+            button.content,
+            Content::Reply(Reply {
+                kind: ReplyKind::Button,
+                id: Some("yes".into()),
+                title: Some("Sí".into()),
+                description: None,
+                payload: None
+            })
+        );
+        let quick = item(
+            r#"{"id":"w2","from":"5491100000000","type":"button","button":{"payload":"CONFIRM","text":"Confirmar"}}"#,
+        );
+        assert!(matches!(&quick.content,
+            Content::Reply(r) if r.kind == ReplyKind::QuickReply && r.payload.as_deref() == Some("CONFIRM")));
+        let reaction = item(
+            r#"{"id":"w3","from":"5491100000000","type":"reaction","reaction":{"message_id":"wamid.ours","emoji":"👍"}}"#,
+        );
+        assert_eq!(reaction.context_id.as_deref(), Some("wamid.ours"));
+        let removed = item(
+            r#"{"id":"w4","from":"5491100000000","type":"reaction","reaction":{"message_id":"wamid.ours"}}"#,
+        );
+        assert!(matches!(&removed.content, Content::Reaction(r) if r.emoji.is_none()));
+        let unknown = item(
+            r#"{"id":"w5","from":"5491100000000","type":"unsupported","errors":[{"code":131051,"title":"Message type unknown"}]}"#,
+        );
+        assert_eq!(
+            unknown.content,
+            Content::unsupported("Message type unknown (131051)")
+        );
+        let untyped = item(r#"{"id":"w6","from":"5491100000000"}"#);
+        assert_eq!(
+            untyped.content,
+            Content::unsupported("the message has no type")
+        );
+        let bsuid =
+            item(r#"{"id":"w7","from_user_id":"US.1234","type":"text","text":{"body":"x"}}"#);
+        assert_eq!(
+            (bsuid.from, bsuid.user_id.as_deref()),
+            (None, Some("US.1234"))
+        );
+    }
+
+    #[test]
+    fn value_errors_and_untracked_statuses_are_reported() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages",
+            "value":{"errors":[{"code":0,"title":"We were unable to authenticate the app user"}],
+            "statuses":[{"id":"w","status":"deleted"},{"id":"v","status":"played"}]}}]}]}"#;
+        let got = batch(body.as_bytes());
+        assert_eq!(
+            got.notices,
+            vec![Notice {
+                code: Some("0".into()),
+                message: "We were unable to authenticate the app user".into()
+            }]
+        );
+        assert_eq!(got.ignored_statuses, vec!["deleted", "played"]);
+        assert!(got.receipts.is_empty());
+    }
+
+    #[test]
+    fn render_inbound_then_parse_round_trips_every_kind() {
+        use crate::inbound::{Location, Media, Reaction, Text};
+        let contents = [
+            Content::Text(Text {
+                body: "hola".into(),
+            }),
+            Content::Image(Media {
+                id: Some("m1".into()),
+                mime_type: Some("image/jpeg".into()),
+                caption: Some("c".into()),
+                ..Media::default()
+            }),
+            Content::Document(Media {
+                id: Some("m2".into()),
+                filename: Some("f.pdf".into()),
+                ..Media::default()
+            }),
+            Content::Location(Location {
+                latitude: -34.6,
+                longitude: -58.4,
+                name: Some("Obelisco".into()),
+                address: None,
+                url: None,
+            }),
+            Content::Reply(Reply {
+                kind: ReplyKind::Button,
+                id: Some("yes".into()),
+                title: Some("Sí".into()),
+                description: None,
+                payload: None,
+            }),
+            Content::Reply(Reply {
+                kind: ReplyKind::List,
+                id: Some("r1".into()),
+                title: Some("Row".into()),
+                description: None,
+                payload: None,
+            }),
+            Content::Reply(Reply {
+                kind: ReplyKind::QuickReply,
+                id: None,
+                title: Some("Ok".into()),
+                description: None,
+                payload: Some("P".into()),
+            }),
+            Content::Reaction(Reaction {
+                message_id: "wamid.ours".into(),
+                emoji: Some("👍".into()),
+            }),
+            Content::unsupported("Message type unknown"),
+        ];
+        for content in contents {
+            let context_id = match &content {
+                Content::Reaction(r) => Some(r.message_id.clone()),
+                _ => Some("wamid.ours".to_owned()),
+            };
+            let inbound = Inbound {
+                provider_message_id: "wamid.in".into(),
+                from: Some("+5491155550000".into()),
+                user_id: None,
+                profile_name: Some("Ana".into()),
+                timestamp: Some(at(1_750_000_000)),
+                content,
+                context_id,
+                sender: Some("PN1".into()),
+                raw: Value::Null,
+            };
+            let mut got = batch(&render_inbound(&inbound));
+            let mut read = got.inbound.remove(0);
+            read.raw = Value::Null;
+            assert_eq!(read, inbound);
         }
     }
 
@@ -427,6 +938,7 @@ mod tests {
                     message: "Message undeliverable".into(),
                 }),
                 occurred_at: Some(at(1_750_000_000)),
+                sender: Some("106540352242922".into()),
             };
             assert_eq!(receipts(&render(&receipt)), vec![receipt]);
         }

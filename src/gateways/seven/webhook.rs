@@ -86,7 +86,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
             )));
         }
     }
-    Ok(Parsed::Receipts(receipts))
+    Ok(Parsed::receipts(receipts))
 }
 
 fn item(
@@ -122,6 +122,7 @@ fn item(
         job_id,
         error,
         occurred_at,
+        sender: None,
     }))
 }
 
@@ -276,7 +277,7 @@ mod tests {
 
     fn receipts(body: &[u8]) -> Vec<Receipt> {
         match parse(body).unwrap() {
-            Parsed::Receipts(receipts) => receipts,
+            Parsed::Batch(batch) => batch.receipts,
             Parsed::Probe => panic!("seven.io has no probe"),
         }
     }
@@ -308,6 +309,7 @@ mod tests {
                     message: "No open conversation".into(),
                 }),
                 occurred_at: Some(Utc.timestamp_opt(1_777_896_005, 0).unwrap()),
+                sender: None,
             }]
         );
     }
@@ -430,6 +432,7 @@ mod tests {
                     message: "No open conversation".into(),
                 }),
                 occurred_at: Some(now()),
+                sender: None,
             };
             assert_eq!(receipts(&render(&receipt)), vec![receipt]);
         }

@@ -148,6 +148,7 @@ impl ReceiptSender {
             job_id: message.receipts.job_id.clone(),
             error: None,
             occurred_at: Some(Utc::now()),
+            sender: None,
         };
         let format = gateway(message.receipts.provider).webhook();
         let body = format.render(&receipt);

@@ -73,7 +73,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     let data =
         fields::opt_object(&root, "data", "")?.ok_or_else(|| ParseError("missing data".into()))?;
-    let none = Ok(Parsed::Receipts(Vec::new()));
+    let none = Ok(Parsed::receipts(Vec::new()));
     if fields::opt_str(data, "direction", "data")? == Some(INBOUND) {
         return none;
     }
@@ -97,12 +97,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         code,
         message: message.map_or_else(|| "Waspy gave no message".to_owned(), str::to_owned),
     });
-    Ok(Parsed::Receipts(vec![Receipt {
+    Ok(Parsed::receipts(vec![Receipt {
         provider_message_id: id.to_owned(),
         status,
         job_id: None,
         error,
         occurred_at,
+        sender: None,
     }]))
 }
 
@@ -205,7 +206,7 @@ mod tests {
 
     fn receipts(body: &[u8]) -> Vec<Receipt> {
         match parse(body).unwrap() {
-            Parsed::Receipts(receipts) => receipts,
+            Parsed::Batch(batch) => batch.receipts,
             Parsed::Probe => panic!("waspy has no probe"),
         }
     }
@@ -237,6 +238,7 @@ mod tests {
                     message: "The 24h service window has expired".into(),
                 }),
                 occurred_at: Some(Utc.with_ymd_and_hms(2026, 11, 22, 15, 0, 4).unwrap()),
+                sender: None,
             }]
         );
     }
@@ -312,6 +314,7 @@ mod tests {
                     message: "channel disabled".into(),
                 }),
                 occurred_at: Some(Utc.timestamp_opt(1_795_000_000, 0).unwrap()),
+                sender: None,
             };
             assert_eq!(receipts(&render(&receipt)), vec![receipt]);
         }

@@ -73,7 +73,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     for (i, item) in statuses.iter().enumerate() {
         receipts.extend(status(item, &format!("statuses[{i}]"))?);
     }
-    Ok(Parsed::Receipts(receipts))
+    Ok(Parsed::receipts(receipts))
 }
 
 fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
@@ -95,6 +95,7 @@ fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
         job_id: None,
         error,
         occurred_at,
+        sender: None,
     }))
 }
 
@@ -216,7 +217,7 @@ mod tests {
 
     fn receipts(body: &[u8]) -> Vec<Receipt> {
         match parse(body).unwrap() {
-            Parsed::Receipts(receipts) => receipts,
+            Parsed::Batch(batch) => batch.receipts,
             Parsed::Probe => panic!("not a probe"),
         }
     }
@@ -242,6 +243,7 @@ mod tests {
                     job_id: None,
                     error: None,
                     occurred_at: Some(Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 1).unwrap()),
+                    sender: None,
                 },
                 Receipt {
                     provider_message_id: "22b5cb8b-2d17-4b43-8f6c-6d25f3b5b4e2".into(),
@@ -252,6 +254,7 @@ mod tests {
                         message: "The contact does not have WhatsApp".into(),
                     }),
                     occurred_at: Some(Utc.timestamp_opt(1_772_359_202, 0).unwrap()),
+                    sender: None,
                 },
             ]
         );
@@ -260,7 +263,7 @@ mod tests {
     #[test]
     fn the_test_call_is_a_probe() {
         assert_eq!(parse(br#"{"test":true}"#), Ok(Parsed::Probe));
-        assert_eq!(parse(br#"{"test":false}"#), Ok(Parsed::Receipts(vec![])));
+        assert_eq!(parse(br#"{"test":false}"#), Ok(Parsed::receipts(vec![])));
     }
 
     /// Only exactly `{"test":true}` is answered before authentication: anything more is
@@ -362,6 +365,7 @@ mod tests {
                     message: "window closed".into(),
                 }),
                 occurred_at: Some(Utc.timestamp_opt(1_772_359_202, 0).unwrap()),
+                sender: None,
             };
             assert_eq!(receipts(&render(&receipt)), vec![receipt]);
         }

@@ -86,7 +86,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
 pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     let data = fields::opt_object(&root, "data", "")?;
-    let none = Ok(Parsed::Receipts(Vec::new()));
+    let none = Ok(Parsed::receipts(Vec::new()));
     let inbound = |obj: &Object, at: &str| -> Result<bool, ParseError> {
         Ok(fields::opt_str(obj, "direction", at)? == Some("inbound"))
     };
@@ -129,12 +129,13 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
         Some(data) if status == Status::Failed => error(data)?,
         _ => None,
     };
-    Ok(Parsed::Receipts(vec![Receipt {
+    Ok(Parsed::receipts(vec![Receipt {
         provider_message_id: id,
         status,
         job_id: None,
         error,
         occurred_at,
+        sender: None,
     }]))
 }
 
@@ -301,6 +302,7 @@ mod tests {
     use reqwest::header::HeaderMap;
 
     use super::*;
+    use crate::gateways::webhook::Batch;
     use crate::gateways::webhook::fields::testing;
 
     const SECRET: &str = "whsec_whaapy";
@@ -323,7 +325,7 @@ mod tests {
 
     fn receipts(body: &[u8]) -> Vec<Receipt> {
         match parse(body).unwrap() {
-            Parsed::Receipts(receipts) => receipts,
+            Parsed::Batch(batch) => batch.receipts,
             Parsed::Probe => panic!("whaapy has no probe"),
         }
     }
@@ -351,6 +353,7 @@ mod tests {
                     message: "Re-engagement message".into(),
                 }),
                 occurred_at: Some(Utc.with_ymd_and_hms(2026, 1, 22, 10, 30, 5).unwrap()),
+                sender: None,
             }]
         );
     }
@@ -375,7 +378,7 @@ mod tests {
         let body = br#"{"data":{"id":"m1"}}"#;
         let got = parse_with_event(body, Some("message.delivered")).unwrap();
         assert!(
-            matches!(&got, Parsed::Receipts(r) if r.len() == 1 && r[0].status == Status::Delivered)
+            matches!(&got, Parsed::Batch(Batch { receipts: r, .. }) if r.len() == 1 && r[0].status == Status::Delivered)
         );
         let body = br#"{"data":{"id":"m1","status":"sent","errorCode":"x"}}"#;
         assert_eq!(receipts(body)[0].status, Status::Sent);
@@ -397,7 +400,9 @@ mod tests {
                 Status::Failed,
             ),
         ] {
-            let Ok(Parsed::Receipts(got)) = Format.parse(body.as_bytes(), &read) else {
+            let Ok(Parsed::Batch(Batch { receipts: got, .. })) =
+                Format.parse(body.as_bytes(), &read)
+            else {
                 panic!("not receipts: {body}");
             };
             assert_eq!(got.len(), 1, "{body}");
@@ -407,7 +412,7 @@ mod tests {
         let queued = br#"{"data":{"id":"m1","status":"queued"}}"#;
         assert_eq!(
             Format.parse(queued, &read),
-            Ok(Parsed::Receipts(Vec::new()))
+            Ok(Parsed::receipts(Vec::new()))
         );
     }
 
@@ -418,7 +423,7 @@ mod tests {
         let headers = testing::headers(&[("X-Webhook-Event", "message.read")]);
         assert_eq!(Format.kept_headers(), &[EVENT_HEADER]);
         assert!(Format.parse(body, &HeaderMap::new()).is_err());
-        let Ok(Parsed::Receipts(receipts)) = Format.parse(body, &headers) else {
+        let Ok(Parsed::Batch(Batch { receipts, .. })) = Format.parse(body, &headers) else {
             panic!("not receipts");
         };
         assert_eq!(receipts.len(), 1);
@@ -492,6 +497,7 @@ mod tests {
                     message: "template params".into(),
                 }),
                 occurred_at: Some(Utc.timestamp_opt(1_790_000_000, 0).unwrap()),
+                sender: None,
             };
             assert_eq!(receipts(&render(&receipt)), vec![receipt]);
         }
