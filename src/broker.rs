@@ -16,6 +16,7 @@ use lapin::{
 };
 
 use crate::config::AmqpConfig;
+use crate::inbound::InboundEvent;
 use crate::job::{self, Priority};
 use crate::outcome::Outcome;
 use crate::retry::ErrorClass;
@@ -38,6 +39,8 @@ pub struct Topology {
     pub webhooks_queue: String,
     /// Topic exchange of outcome events.
     pub outcomes_exchange: String,
+    /// Topic exchange of inbound message events (routing key `<type>.<channel>`).
+    pub inbound_exchange: String,
     /// Fanout exchange in front of the dead-letter queue; the work queues dead-letter into it.
     pub dead_exchange: String,
     /// Quorum queue of dead letters.
@@ -94,6 +97,8 @@ pub mod headers {
     /// The job's `queued` outcome is out: a job parked for a rate-limit slot does not
     /// announce itself again each time it comes back.
     pub const QUEUED: &str = "x-mensajero-queued";
+    /// The job switched to its `fallback` template (the customer's window is closed).
+    pub const FALLBACK: &str = "x-mensajero-fallback";
     /// Which delay queue a parked job goes to. Not `x-` prefixed: headers exchanges ignore
     /// such headers when matching bindings.
     pub const TIER: &str = "mensajero-delay-tier";
@@ -125,6 +130,7 @@ impl Topology {
             bulk_queue: format!("{prefix}.send.bulk"),
             webhooks_queue: format!("{prefix}.webhooks"),
             outcomes_exchange: format!("{prefix}.outcomes"),
+            inbound_exchange: format!("{prefix}.inbound"),
             dead_exchange: format!("{prefix}.dead"),
             dead_queue: format!("{prefix}.dead"),
             delivery_limit,
@@ -162,14 +168,16 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .exchange_declare(
-                self.outcomes_exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        for topic in [&self.outcomes_exchange, &self.inbound_exchange] {
+            channel
+                .exchange_declare(
+                    topic.as_str().into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         channel
             .exchange_declare(
                 self.dead_exchange.as_str().into(),
@@ -425,6 +433,27 @@ impl Publisher {
         .await
     }
 
+    /// Publish an inbound message event (persistent, confirmed) on the inbound exchange.
+    pub async fn inbound(
+        &self,
+        topology: &Topology,
+        event: &InboundEvent,
+    ) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(event).expect("inbound events always serialize");
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(event.event_id.as_str().into())
+            .with_type(event.kind.as_str().into())
+            .with_timestamp(Utc::now().timestamp().max(0) as u64);
+        self.publish(
+            &topology.inbound_exchange,
+            &event.routing_key(),
+            &body,
+            properties,
+        )
+        .await
+    }
+
     /// Publish a dead letter: the original body untouched, the reason in headers.
     pub async fn dead_letter(
         &self,
@@ -551,6 +580,8 @@ pub struct Carried {
     pub maybe_sent: bool,
     /// Its `queued` outcome was published.
     pub queued: bool,
+    /// It switched to its `fallback` template; retries send that, not the message.
+    pub fallback: bool,
     /// Redeliveries by the broker (quorum queues' `x-delivery-count`).
     pub delivery_count: u32,
     /// The message carries mensajero's progress headers: a copy mensajero made (parked, failed
@@ -589,6 +620,7 @@ impl Carried {
             replay: get(headers::REPLAY).is_some_and(truthy),
             maybe_sent: get(headers::MAYBE_SENT).is_some_and(truthy),
             queued: get(headers::QUEUED).is_some_and(truthy),
+            fallback: get(headers::FALLBACK).is_some_and(truthy),
             delivery_count: number(headers::DELIVERY_COUNT)
                 .unwrap_or(0)
                 .min(u32::MAX as u64) as u32,
@@ -634,6 +666,7 @@ impl Carried {
             AMQPValue::Boolean(self.maybe_sent),
         );
         table.insert(headers::QUEUED.into(), AMQPValue::Boolean(self.queued));
+        table.insert(headers::FALLBACK.into(), AMQPValue::Boolean(self.fallback));
         table
     }
 }

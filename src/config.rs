@@ -124,10 +124,48 @@ pub struct ReceiptsConfig {
     /// How long a sent message's correlation record (provider id → job) is kept for receipts.
     #[serde(with = "duration")]
     pub correlation_ttl: Duration,
+    /// What becomes of a receipt still unknown after `unknown_retry`.
+    #[serde(default)]
+    pub unknown: UnknownReceipts,
+}
+
+/// `receipts.unknown`: what becomes of a receipt whose message is still unknown after
+/// `receipts.unknown_retry` (SPEC §10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownReceipts {
+    /// Dead-letter it as `unknown_message`, for an operator to look at.
+    #[default]
+    DeadLetter,
+    /// Count it (`mensajero_receipts_total{result="unknown_dropped"}`) and drop it: for a
+    /// number shared with other senders, whose messages' receipts are none of ours.
+    Count,
+}
+
+/// `window`: what a channel does about WhatsApp's 24-hour customer-service window (SPEC §10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowMode {
+    /// Record nothing; a gateway's window-expired answer still sends the job's `fallback`.
+    Off,
+    /// Record when each customer last wrote; send as asked, and the `fallback` when the
+    /// gateway answers window-expired.
+    #[default]
+    Track,
+    /// Record, and send free-form messages outside the window as their `fallback` at once
+    /// (or fail them `window_expired`) without asking the gateway.
+    Enforce,
+}
+
+impl WindowMode {
+    /// Whether inbound messages are recorded.
+    pub fn records(self) -> bool {
+        self != Self::Off
+    }
 }
 
 /// Which gateway API a channel speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Waspy (`POST /api/v2/messages`).
@@ -239,6 +277,9 @@ pub struct ChannelConfig {
     /// after this long (Waspy only); unset means receipts alone.
     #[serde(default, with = "optional_duration")]
     pub poll_after: Option<Duration>,
+    /// The 24-hour customer-service window: `off`, `track` (default) or `enforce`.
+    #[serde(default)]
+    pub window: WindowMode,
     /// Behaviour of the `mock` provider.
     #[serde(default)]
     pub mock: MockOptions,

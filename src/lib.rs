@@ -51,6 +51,7 @@
 pub mod broker;
 pub mod cancel;
 pub mod config;
+pub mod conversation;
 pub mod dedupe;
 pub mod dlq;
 pub mod gateways;

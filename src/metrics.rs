@@ -33,6 +33,15 @@ pub const NAMES: &[&str] = &[
     "mensajero_receipts_total",
     // Seconds from a receipt's arrival at the listener to its outcome being published.
     "mensajero_receipt_lag_seconds",
+    // Inbound message events published, by channel and type (`text`, `reply`, …,
+    // `unsupported`).
+    "mensajero_inbound_total",
+    // Errors gateways reported in webhooks outside any message (Meta's value-level
+    // `errors[]`), by provider and code.
+    "mensajero_webhook_errors_total",
+    // Status words in receipts that mensajero does not track (`deleted`, `played`, …), by
+    // provider and status.
+    "mensajero_receipt_statuses_ignored_total",
     // Broker sessions re-established after a failure.
     "mensajero_amqp_reconnects_total",
     // Redis operations that failed and were retried (each one waits for the reconnection).
@@ -100,6 +109,9 @@ pub struct Metrics {
     dead_letters: Family<Labels, Counter>,
     receipts: Family<Labels, Counter>,
     receipt_lag: Family<Labels, Histogram, fn() -> Histogram>,
+    inbound: Family<Labels, Counter>,
+    webhook_errors: Family<Labels, Counter>,
+    statuses_ignored: Family<Labels, Counter>,
     amqp_reconnects: Counter,
     redis_errors: Counter,
     channel_healthy: Family<Labels, Gauge>,
@@ -133,6 +145,9 @@ impl Metrics {
             dead_letters: Family::default(),
             receipts: Family::default(),
             receipt_lag: Family::new_with_constructor(lag_histogram),
+            inbound: Family::default(),
+            webhook_errors: Family::default(),
+            statuses_ignored: Family::default(),
             amqp_reconnects: Counter::default(),
             redis_errors: Counter::default(),
             channel_healthy: Family::default(),
@@ -197,6 +212,21 @@ impl Metrics {
             "mensajero_receipts",
             "Webhook receipts, by provider and result",
             metrics.receipts.clone(),
+        );
+        r.register(
+            "mensajero_inbound",
+            "Inbound message events published, by channel and type",
+            metrics.inbound.clone(),
+        );
+        r.register(
+            "mensajero_webhook_errors",
+            "Errors gateways reported in webhooks outside any message, by provider and code",
+            metrics.webhook_errors.clone(),
+        );
+        r.register(
+            "mensajero_receipt_statuses_ignored",
+            "Receipt status words mensajero does not track, by provider and status",
+            metrics.statuses_ignored.clone(),
         );
         r.register(
             "mensajero_receipt_lag_seconds",
@@ -348,6 +378,36 @@ impl Metrics {
             .inc();
     }
 
+    /// An inbound message event of `kind` was published for `channel`.
+    pub fn inbound(&self, channel: &str, kind: &str) {
+        self.inbound
+            .get_or_create(&vec![
+                ("channel", channel.to_string()),
+                ("type", kind.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A gateway reported an error outside any message.
+    pub fn webhook_error(&self, provider: &str, code: &str) {
+        self.webhook_errors
+            .get_or_create(&vec![
+                ("provider", provider.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A receipt carried a status word mensajero does not track.
+    pub fn status_ignored(&self, provider: &str, status: &str) {
+        self.statuses_ignored
+            .get_or_create(&vec![
+                ("provider", provider.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
     /// A receipt's outcome was published `lag` after the listener took it.
     pub fn receipt_lag(&self, provider: &str, lag: Duration) {
         self.receipt_lag
@@ -426,6 +486,12 @@ impl Metrics {
             let _ = self
                 .rate_limit_waits
                 .get_or_create(&vec![label("channel", channel)]);
+            for kind in crate::inbound::InboundType::ALL {
+                let _ = self.inbound.get_or_create(&vec![
+                    label("channel", channel),
+                    label("type", kind.as_str()),
+                ]);
+            }
             for result in CANCEL_RESULTS {
                 let _ = self
                     .cancels
@@ -444,6 +510,12 @@ impl Metrics {
             let _ = self
                 .receipt_lag
                 .get_or_create(&vec![label("provider", provider)]);
+            let _ = self
+                .webhook_errors
+                .get_or_create(&vec![label("provider", provider), label("code", "")]);
+            let _ = self
+                .statuses_ignored
+                .get_or_create(&vec![label("provider", provider), label("status", "")]);
             for result in RECEIPT_RESULTS {
                 let _ = self
                     .receipts
@@ -475,7 +547,7 @@ const LANES: [&str; 2] = ["send", "bulk"];
 const STATUSES: [&str; 5] = ["queued", "sent", "delivered", "read", "failed"];
 
 /// Dead-letter reasons mensajero itself assigns (a gateway's own codes come on top).
-const DEAD_LETTER_REASONS: [&str; 13] = [
+const DEAD_LETTER_REASONS: [&str; 14] = [
     "oversize",
     "malformed",
     "unknown_field",
@@ -489,6 +561,7 @@ const DEAD_LETTER_REASONS: [&str; 13] = [
     "invalid_receipt",
     "unknown_message",
     "invalid_cancel",
+    "inbound_unroutable",
 ];
 
 /// What a cancel message can find (`dedupe::CancelAnswer::as_str`).
@@ -501,7 +574,7 @@ const CANCEL_RESULTS: [&str; 5] = [
 ];
 
 /// What becomes of a webhook receipt: at the listener, then at the receipt consumer.
-const RECEIPT_RESULTS: [&str; 13] = [
+const RECEIPT_RESULTS: [&str; 14] = [
     "accepted",
     "probe",
     "unauthorized",
@@ -512,6 +585,7 @@ const RECEIPT_RESULTS: [&str; 13] = [
     "applied",
     "duplicate",
     "unknown",
+    "unknown_dropped",
     "invalid",
     "polled",
     "poll_failed",
@@ -537,6 +611,9 @@ mod tests {
         metrics.receipt("meta", "applied");
         metrics.receipt_lag("meta", Duration::from_millis(3));
         metrics.cancel("c", "cancelled");
+        metrics.inbound("c", "reply");
+        metrics.webhook_error("meta", "0");
+        metrics.status_ignored("meta", "deleted");
         metrics.amqp_reconnect();
         metrics.redis_error();
         metrics.channel_health("c", true);

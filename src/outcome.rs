@@ -138,6 +138,10 @@ pub struct Outcome {
     /// Channels that gave up on the job before `channel` took it over (failover, SPEC §4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels_tried: Vec<String>,
+    /// On `sent`: the job's `fallback` template was sent instead of its message, because the
+    /// customer's 24-hour window was closed (SPEC §10).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 impl Outcome {
@@ -163,6 +167,7 @@ impl Outcome {
             original_job_id: None,
             inferred: false,
             channels_tried: Vec::new(),
+            fallback: false,
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, JobError, Rejection, invalid};
 use super::limits::validate_message;
-use super::message::Message;
+use super::message::{Content, Message};
 use super::strict::{StrictValue, excerpt, json_kind};
 use super::wire::{deserialize_at, message_from_value};
 use super::{
@@ -45,6 +45,10 @@ pub struct Job {
     pub to: String,
     /// The canonical message: Meta Cloud API's message object (SPEC §2).
     pub message: Message,
+    /// A template message sent instead of `message` when the customer's 24-hour window is
+    /// closed (SPEC §10); validated like `message`, and it must be a template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Message>,
     /// RFC 3339 time before which the job must not be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>", extend("format" = "date-time"))]
@@ -213,6 +217,7 @@ struct JobWire {
     channel: String,
     to: String,
     message: Value,
+    fallback: Option<Value>,
     send_at: Option<String>,
     expires_at: Option<String>,
     ttl_seconds: Option<u64>,
@@ -224,6 +229,10 @@ struct JobWire {
 fn job_from_map(map: Map<String, Value>) -> Result<Job, JobError> {
     let wire: JobWire = deserialize_at(Value::Object(map), "")?;
     let message = message_from_value(wire.message, "message")?;
+    let fallback = wire
+        .fallback
+        .map(|value| message_from_value(value, "fallback"))
+        .transpose()?;
 
     check_printable(&wire.id, MAX_ID_CHARS).map_err(|rule| invalid("id", rule))?;
     if let Some(key) = &wire.idempotency_key {
@@ -261,6 +270,18 @@ fn job_from_map(map: Map<String, Value>) -> Result<Job, JobError> {
         }
     }
     validate_message(&message, "message")?;
+    if let Some(fallback) = &fallback {
+        if !matches!(fallback.content, Content::Template(_)) {
+            return Err(invalid(
+                "fallback.type",
+                format!(
+                    "must be \"template\", not \"{}\": only templates may be sent outside the 24-hour window",
+                    fallback.type_name()
+                ),
+            ));
+        }
+        validate_message(fallback, "fallback")?;
+    }
 
     Ok(Job {
         id: wire.id,
@@ -268,6 +289,7 @@ fn job_from_map(map: Map<String, Value>) -> Result<Job, JobError> {
         channel: wire.channel,
         to,
         message,
+        fallback,
         send_at,
         expires_at,
         ttl_seconds: wire.ttl_seconds,

@@ -472,7 +472,7 @@ fn invalid_jobs_name_the_path_and_the_rule() {
         case("trailing garbage", [envelope(json!({})), b"}".to_vec()].concat(), "$", Malformed, None),
         // Envelope shape.
         case("unknown top-level field", envelope(json!({ "chanel": "waspy-ar" })), "chanel", UnknownField,
-            Some("unknown field (expected one of `id`, `idempotency_key`, `channel`, `to`, `message`, `send_at`, `expires_at`, `ttl_seconds`, `priority`, `metadata`, `provider_options`)")),
+            Some("unknown field (expected one of `id`, `idempotency_key`, `channel`, `to`, `message`, `fallback`, `send_at`, `expires_at`, `ttl_seconds`, `priority`, `metadata`, `provider_options`)")),
         case("unknown key with a backtick", envelope(json!({ "a`, b": 1 })), "[\"a`, b\"]", UnknownField, None),
         case("odd top-level key", envelope(json!({ "a.b": 1 })), "[\"a.b\"]", UnknownField, None),
         case("missing id", envelope(json!({ "id": null })), "id", MissingField, Some("missing field")),

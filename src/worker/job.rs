@@ -11,7 +11,7 @@ use lapin::message::Delivery;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::policy::{
-    self, Admission, AfterFailure, Attempted, Claimant, FAILED_OVER, Limit, Start,
+    self, Admission, AfterFailure, Attempted, Claimant, Compose, FAILED_OVER, Limit, Start,
 };
 use super::settle::{
     Disposition, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
@@ -482,6 +482,54 @@ impl<'a> JobTask<'a> {
         }
         self.carried.queued = true;
 
+        // Which message goes: the 24-hour window may hold a free-form one back (SPEC §10).
+        let window = self.channel.config.window;
+        let template = matches!(self.job.message.content, job::Content::Template(_));
+        let window_open = if policy::needs_window(window, template, self.carried.fallback) {
+            let conversations = &self.shared.conversations;
+            let last = self
+                .redis(|| conversations.last_inbound(&self.channel.name, &self.job.to))
+                .await?;
+            Some(last.is_some())
+        } else {
+            None
+        };
+        let has_fallback = self.job.fallback.is_some();
+        match policy::compose(
+            window,
+            template,
+            has_fallback,
+            self.carried.fallback,
+            window_open,
+        ) {
+            Compose::Message => {}
+            Compose::Fallback => {
+                if !self.carried.fallback {
+                    info!("the customer's window is closed; sending the fallback template");
+                }
+                self.carried.fallback = true;
+            }
+            Compose::WindowClosed => {
+                let failure = Failure::new(
+                    ErrorClass::WindowExpired,
+                    "window_expired",
+                    "the customer has not written in the last 24 hours (window = \"enforce\") and the job has no fallback template; not sent",
+                );
+                warn!("window closed; failing without calling the gateway");
+                return self
+                    .finish_failed(self.carried.attempts, &failure)
+                    .await
+                    .map(Turn::Settled);
+            }
+        }
+        // Built once, and only for jobs that carry a fallback.
+        let fallback_job = self.job.fallback.as_ref().map(|template| Job {
+            message: template.clone(),
+            fallback: None,
+            ..self.job.clone()
+        });
+        let fallback_key = format!("{key}:fallback");
+
         // "Still in progress" answers in a row (see policy::IN_PROGRESS_RETRIES).
         let mut in_progress = 0;
         loop {
@@ -537,13 +585,19 @@ impl<'a> JobTask<'a> {
             let in_flight = self.shared.metrics.in_flight(self.lane);
             in_flight.inc();
             let started = std::time::Instant::now();
+            // The fallback has its own key: an idempotent gateway keeps its refusal of the
+            // message under the job's key and would answer the template with it.
+            let (sending, sending_key) = match (&fallback_job, self.carried.fallback) {
+                (Some(fallback), true) => (fallback, fallback_key.as_str()),
+                _ => (self.job, key),
+            };
             let result = self
                 .channel
                 .gateway
                 .send(
-                    self.job,
+                    sending,
                     SendContext {
-                        idempotency_key: key,
+                        idempotency_key: sending_key,
                         attempt,
                     },
                 )
@@ -581,6 +635,7 @@ impl<'a> JobTask<'a> {
                 channel: &self.channel.config,
                 maybe_sent_before: self.carried.maybe_sent,
                 failover_left: self.next_failover().is_some(),
+                fallback_left: fallback_job.is_some() && !self.carried.fallback,
                 now: Utc::now(),
                 first_seen,
                 deadline,
@@ -627,6 +682,12 @@ impl<'a> JobTask<'a> {
                         .finish_failed(attempt, &expired)
                         .await
                         .map(Turn::Settled);
+                }
+                AfterFailure::Fallback => {
+                    info!(code = %failure.code, "the gateway says the customer's window is closed; sending the fallback template");
+                    self.carried.fallback = true;
+                    attempt += 1;
+                    continue;
                 }
                 AfterFailure::Fail => {
                     warn!(class = failure.class.as_str(), code = %failure.code, error = %failure.message, "failed");
@@ -904,6 +965,7 @@ impl<'a> JobTask<'a> {
             error,
             metadata: self.job.metadata.clone(),
             channels_tried: self.carried.tried.clone(),
+            fallback: self.carried.fallback && status == Status::Sent,
             ..Outcome::status(
                 &self.channel.name,
                 self.job.idempotency_key(),

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::broker::{self, Topology};
-use crate::config::{ChannelConfig, Config};
+use crate::config::{ChannelConfig, Config, ProviderKind};
+use crate::conversation::Conversations;
 use crate::dedupe::Dedupe;
 use crate::gateways::ChannelGateway;
 use crate::http::{self, HttpState, Live};
@@ -55,7 +56,12 @@ struct Shared {
     limiter: RateLimiter,
     /// Sent messages' records, for receipts.
     tracker: Tracker,
+    /// Inbound messages published, and customers' windows.
+    conversations: Conversations,
     channels: HashMap<String, ChannelRuntime>,
+    /// (provider, sender) → channel: where a webhook item naming its business number goes
+    /// when several channels share one callback URL (Meta's `phone_number_id`).
+    senders: HashMap<(ProviderKind, String), String>,
     /// Cut short retry waits and lease waits when shutdown starts.
     shutdown: CancellationToken,
     /// This worker's series.
@@ -165,7 +171,17 @@ async fn serve_jobs(
         topology: Topology::from_config(&config.amqp),
         dedupe: Dedupe::new(redis.clone(), &config.redis.prefix),
         limiter: RateLimiter::new(redis.clone(), &config.redis.prefix),
-        tracker: Tracker::new(redis, &config.redis.prefix, config.receipts.correlation_ttl),
+        tracker: Tracker::new(
+            redis.clone(),
+            &config.redis.prefix,
+            config.receipts.correlation_ttl,
+        ),
+        conversations: Conversations::new(
+            redis,
+            &config.redis.prefix,
+            config.receipts.correlation_ttl,
+        ),
+        senders: senders(&channels),
         channels,
         shutdown: shutdown.clone(),
         config,
@@ -199,6 +215,22 @@ async fn serve_jobs(
     shared.live.set_publisher(None).await;
     watch.abort();
     result
+}
+
+/// The sender map of [`Shared::senders`]: the first channel (by name) of each provider and
+/// sender, so routing is the same on every replica.
+fn senders(channels: &HashMap<String, ChannelRuntime>) -> HashMap<(ProviderKind, String), String> {
+    let mut names: Vec<&String> = channels.keys().collect();
+    names.sort();
+    let mut map = HashMap::new();
+    for name in names {
+        let channel = &channels[name];
+        if let Some(sender) = &channel.config.sender {
+            map.entry((channel.gateway.provider(), sender.clone()))
+                .or_insert_with(|| name.clone());
+        }
+    }
+    map
 }
 
 /// A token unique to one claim across every worker: this process's random id and a counter.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{ChannelConfig, OnAmbiguous};
+use crate::config::{ChannelConfig, OnAmbiguous, WindowMode};
 use crate::dedupe::{Claim, Record};
 use crate::outcome::Status;
 use crate::retry::{ErrorClass, Failure, Schedule, Sent};
@@ -230,6 +230,48 @@ pub enum AfterFailure {
     Expire,
     /// Not worth another attempt: fail with the failure as it is.
     Fail,
+    /// The customer's window is closed and the job has a template for that: send it now.
+    Fallback,
+}
+
+/// Which message an attempt sends, as the 24-hour window decides (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compose {
+    /// The job's `message`.
+    Message,
+    /// The job's `fallback` template, under the derived key `<key>:fallback`.
+    Fallback,
+    /// Nothing: the window is known closed and there is no fallback (`window_expired`).
+    WindowClosed,
+}
+
+/// What the job described sends. `window_open` is what the channel's records say of the
+/// customer's window, when they were read (only under `enforce`, for a free-form message).
+/// Templates are never held back; a job that already switched to its fallback keeps it.
+pub fn compose(
+    window: WindowMode,
+    template: bool,
+    has_fallback: bool,
+    switched: bool,
+    window_open: Option<bool>,
+) -> Compose {
+    if switched && has_fallback {
+        return Compose::Fallback;
+    }
+    if template || window != WindowMode::Enforce || window_open != Some(false) {
+        return Compose::Message;
+    }
+    if has_fallback {
+        Compose::Fallback
+    } else {
+        Compose::WindowClosed
+    }
+}
+
+/// Whether [`compose`] needs the customer's window read: only to hold a free-form message
+/// back under `enforce` (one Redis read, for those jobs alone).
+pub fn needs_window(window: WindowMode, template: bool, switched: bool) -> bool {
+    window == WindowMode::Enforce && !template && !switched
 }
 
 /// How long to wait before asking again a gateway that is still working on an earlier
@@ -253,6 +295,8 @@ pub struct Attempted<'a> {
     pub maybe_sent_before: bool,
     /// A failover channel that can express the job is left.
     pub failover_left: bool,
+    /// The job has a `fallback` template that has not been tried yet.
+    pub fallback_left: bool,
     /// Now.
     pub now: DateTime<Utc>,
     /// When a worker first took the job (`max_age` counts from it).
@@ -279,6 +323,11 @@ pub struct Attempted<'a> {
 /// to [`IN_PROGRESS_RETRIES`] times, whatever `max_attempts` says: the earlier request is
 /// about to answer, and a durable tier would hold the job for half a minute.
 pub fn after_failure(failure: &Failure, at: &Attempted<'_>) -> AfterFailure {
+    // The gateway says the window is closed: the template the producer gave for that goes at
+    // once, in this job (SPEC §10).
+    if failure.class == ErrorClass::WindowExpired && at.fallback_left {
+        return AfterFailure::Fallback;
+    }
     if !failure.class.is_retryable() {
         return AfterFailure::Fail;
     }
@@ -594,6 +643,7 @@ mod tests {
         channel: &'static str,
         maybe_sent_before: bool,
         failover_left: bool,
+        fallback_left: bool,
         /// Seconds since first seen.
         age: i64,
         /// Seconds from now to the deadline.
@@ -610,6 +660,7 @@ mod tests {
             channel: "",
             maybe_sent_before: false,
             failover_left: false,
+            fallback_left: false,
             age: 0,
             deadline: None,
             want,
@@ -901,6 +952,7 @@ mod tests {
                 channel: &channel,
                 maybe_sent_before: row.maybe_sent_before,
                 failover_left: row.failover_left,
+                fallback_left: row.fallback_left,
                 now: t0(),
                 first_seen: at(-row.age),
                 deadline: row.deadline.map(at),
@@ -914,6 +966,128 @@ mod tests {
                 row.name
             );
         }
+    }
+
+    #[test]
+    fn a_closed_window_sends_the_fallback_once() {
+        use ErrorClass::*;
+        use Sent::*;
+        let rows = [
+            Row {
+                fallback_left: true,
+                ..row(
+                    "window expired with a fallback: send it",
+                    failure(WindowExpired, No, None),
+                    AfterFailure::Fallback,
+                )
+            },
+            row(
+                "window expired without a fallback: fail",
+                failure(WindowExpired, No, None),
+                AfterFailure::Fail,
+            ),
+            Row {
+                fallback_left: true,
+                failover_left: true,
+                ..row(
+                    "the fallback comes before failover",
+                    failure(WindowExpired, No, None),
+                    AfterFailure::Fallback,
+                )
+            },
+            Row {
+                fallback_left: true,
+                ..row(
+                    "other failures do not touch the fallback",
+                    failure(Transient, No, None),
+                    retry(5, true),
+                )
+            },
+        ];
+        for row in rows {
+            let channel = channel(row.channel);
+            let attempted = Attempted {
+                attempt: row.attempt,
+                in_progress_before: row.in_progress_before,
+                channel: &channel,
+                maybe_sent_before: row.maybe_sent_before,
+                failover_left: row.failover_left,
+                fallback_left: row.fallback_left,
+                now: t0(),
+                first_seen: at(-row.age),
+                deadline: row.deadline.map(at),
+                inline_wait: secs(1),
+                jitter: 0.5,
+            };
+            assert_eq!(
+                after_failure(&row.failure, &attempted),
+                row.want,
+                "{}",
+                row.name
+            );
+        }
+    }
+
+    #[test]
+    fn compose_table() {
+        use Compose::*;
+        use WindowMode::*;
+        // (window, template, has_fallback, switched, window_open) → what is sent.
+        let rows = [
+            (
+                (Track, false, true, false, None),
+                Message,
+                "track sends as asked",
+            ),
+            (
+                (Off, false, true, false, None),
+                Message,
+                "off sends as asked",
+            ),
+            (
+                (Enforce, false, true, false, Some(true)),
+                Message,
+                "open window",
+            ),
+            (
+                (Enforce, false, true, false, Some(false)),
+                Fallback,
+                "closed, with fallback",
+            ),
+            (
+                (Enforce, false, false, false, Some(false)),
+                WindowClosed,
+                "closed, no fallback",
+            ),
+            (
+                (Enforce, true, false, false, None),
+                Message,
+                "templates are never held back",
+            ),
+            (
+                (Track, false, true, true, None),
+                Fallback,
+                "a switched job keeps its fallback",
+            ),
+            (
+                (Enforce, false, true, true, None),
+                Fallback,
+                "switched under enforce",
+            ),
+        ];
+        for ((window, template, has_fallback, switched, open), want, name) in rows {
+            assert_eq!(
+                compose(window, template, has_fallback, switched, open),
+                want,
+                "{name}"
+            );
+            if open.is_some() {
+                assert!(needs_window(window, template, switched), "{name}");
+            }
+        }
+        assert!(!needs_window(Track, false, false));
+        assert!(!needs_window(Enforce, true, false));
+        assert!(!needs_window(Enforce, false, true));
     }
 
     /// The jitter band is the schedule's ±20 %, and floors hold at its bottom.

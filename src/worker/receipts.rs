@@ -1,11 +1,20 @@
 //! The receipt lane: raw webhook bodies from the webhooks queue become `delivered`, `read`
-//! and `failed` outcomes (SPEC §3, §6).
+//! and `failed` outcomes (SPEC §3, §6), and the customers' messages in them inbound events
+//! (SPEC §10).
 //!
 //! Each receipt is matched to its job through the tracking record written when `sent` was
 //! confirmed. A receipt for an id with no record yet may have overtaken that write, so its
 //! message is parked in the delay queues and tried again until `receipts.unknown_retry` has
 //! passed since the listener took it; then it is dead-lettered as `unknown_message`, never
-//! dropped. A body that cannot be read is dead-lettered as `invalid_receipt`.
+//! dropped (or, under `receipts.unknown = "count"`, counted and dropped). A body that cannot be
+//! read is dead-lettered as `invalid_receipt`; one whose items cannot all be read has the
+//! readable ones applied and is dead-lettered with the others named.
+//!
+//! Each item goes to the channel whose sender it names, where the gateway names one (Meta
+//! posts several numbers' webhooks to one app URL); the channel whose URL was called has
+//! already authenticated the request. An inbound message is published once (a mark in Redis
+//! after its confirmed publish), with the job it answers looked up in the tracking record of
+//! the message it quotes or reacts to, and then opens the customer's 24-hour window.
 
 use std::time::Duration;
 
@@ -17,10 +26,12 @@ use super::Shared;
 use super::settle::{
     Disposition, TaskError, publish_dead_letter, publish_outcome, settle, with_redis,
 };
-use crate::broker::{Carried, DeadLetter, Publisher, RECEIPT_KEY};
+use crate::broker::{Carried, DeadLetter, PublishError, Publisher, RECEIPT_KEY};
+use crate::config::UnknownReceipts;
 use crate::gateways::WebhookFormat;
-use crate::gateways::webhook::{Parsed, Receipt};
+use crate::gateways::webhook::{Inbound, Parsed, Receipt};
 use crate::http::{self, CHANNEL_HEADER};
+use crate::inbound::{self, InboundEvent, InboundType};
 use crate::outcome::{Outcome, OutcomeError, Status};
 use crate::retry::{ErrorClass, Schedule};
 use crate::tracking::{self, Tracked};
@@ -81,8 +92,8 @@ async fn handle(
     let provider = channel.gateway.provider();
     let format = crate::gateways::gateway(provider).webhook();
     let headers = kept_headers(delivery, format);
-    let items = match format.parse(&delivery.data, &headers) {
-        Ok(Parsed::Batch(batch)) => batch.receipts,
+    let batch = match format.parse(&delivery.data, &headers) {
+        Ok(Parsed::Batch(batch)) => batch,
         Ok(Parsed::Probe) => return Ok(Disposition::Ack),
         Err(e) => {
             warn!(error = %e, "unreadable receipt; dead-lettering it");
@@ -99,10 +110,36 @@ async fn handle(
             .await;
         }
     };
+    // A body comes back after a wait only for its unknown receipts: what it said about the
+    // account, and what could not be read, was reported on its first try.
+    let first_try = carried.attempts == 0;
+    if first_try {
+        for notice in &batch.notices {
+            let code = notice.code.as_deref().unwrap_or("");
+            warn!(provider = provider.as_str(), code, error = %notice.message, "the gateway reported an error in a webhook");
+            shared.metrics.webhook_error(provider.as_str(), code);
+        }
+        for word in &batch.ignored_statuses {
+            debug!(status = %word, "receipt status not tracked; counted");
+            shared.metrics.status_ignored(provider.as_str(), word);
+        }
+    }
+
+    let mut unroutable = Vec::new();
+    for item in &batch.inbound {
+        let target = route(shared, channel_name, item.sender.as_deref());
+        match inbound(shared, publisher, target, item, received).await? {
+            Delivered::Published(kind) => shared.metrics.inbound(target, kind.as_str()),
+            Delivered::Repeat => {}
+            Delivered::Busy => return Ok(Disposition::Requeue),
+            Delivered::Unroutable => unroutable.push(item.provider_message_id.as_str()),
+        }
+    }
 
     let mut unknown = Vec::new();
-    for receipt in &items {
-        let applied = apply(shared, publisher, channel_name, receipt, received).await?;
+    for receipt in &batch.receipts {
+        let target = route(shared, channel_name, receipt.sender.as_deref());
+        let applied = apply(shared, publisher, target, receipt, received).await?;
         let result = match applied {
             // What was applied so far adds nothing when the whole body comes back.
             Applied::Busy => return Ok(Disposition::Requeue),
@@ -114,6 +151,44 @@ async fn handle(
             }
         };
         shared.metrics.receipt(provider.as_str(), result);
+    }
+
+    // The body is the durable copy of what could not be taken: dead-letter it with the
+    // reason, its readable neighbours already applied (they add nothing if it is replayed).
+    if first_try && !batch.unreadable.is_empty() {
+        let problems: Vec<String> = batch.unreadable.iter().map(|e| e.0.clone()).collect();
+        warn!(
+            items = problems.len(),
+            "unreadable items in a webhook; dead-lettering the body, applying the rest"
+        );
+        shared.metrics.receipt(provider.as_str(), "invalid");
+        let message = format!("unreadable receipt items: {}", problems.join("; "));
+        dead_letter(
+            shared,
+            publisher,
+            delivery,
+            "invalid_receipt",
+            &message,
+            Some(channel_name),
+        )
+        .await?;
+    }
+    if !unroutable.is_empty() {
+        let message = format!(
+            "no queue is bound to {} for inbound message {}; bind one, then replay this",
+            shared.topology.inbound_exchange,
+            unroutable.join(", ")
+        );
+        warn!(ids = ?unroutable, "inbound message unroutable; dead-lettering the body");
+        dead_letter(
+            shared,
+            publisher,
+            delivery,
+            "inbound_unroutable",
+            &message,
+            Some(channel_name),
+        )
+        .await?;
     }
     if unknown.is_empty() {
         return Ok(Disposition::Ack);
@@ -143,6 +218,13 @@ async fn handle(
             .await?;
         return Ok(Disposition::Ack);
     }
+    if shared.config.receipts.unknown == UnknownReceipts::Count {
+        debug!(ids = ?unknown, "receipt for a message that is not ours; counted and dropped (receipts.unknown = count)");
+        for _ in &unknown {
+            shared.metrics.receipt(provider.as_str(), "unknown_dropped");
+        }
+        return Ok(Disposition::Ack);
+    }
     let message = format!(
         "no sent message with id {} on this channel after {}",
         unknown.join(", "),
@@ -160,6 +242,141 @@ async fn handle(
     .await
 }
 
+/// The channel a webhook item belongs to: the one whose sender it names (several channels
+/// may share one callback URL), else the one whose URL was called.
+fn route<'s>(shared: &'s Shared, called: &'s str, sender: Option<&str>) -> &'s str {
+    let Some(sender) = sender else { return called };
+    let Some(channel) = shared.channels.get(called) else {
+        return called;
+    };
+    if channel.config.sender.as_deref() == Some(sender) {
+        return called;
+    }
+    shared
+        .senders
+        .get(&(channel.gateway.provider(), sender.to_owned()))
+        .map_or(called, String::as_str)
+}
+
+/// What delivering one inbound message did.
+enum Delivered {
+    /// Published, as this type.
+    Published(InboundType),
+    /// Published before (the gateway retried the webhook).
+    Repeat,
+    /// Another replica is publishing the same message right now: try the body again later.
+    Busy,
+    /// No queue is bound to the inbound exchange for it.
+    Unroutable,
+}
+
+/// Publish one inbound message unless it has been already, with the job it answers, then
+/// record the customer's window. Under the message's lock, like receipts, so two replicas
+/// given the same retried webhook publish it once.
+async fn inbound(
+    shared: &Shared,
+    publisher: &Publisher,
+    channel: &str,
+    item: &Inbound,
+    received: DateTime<Utc>,
+) -> Result<Delivered, TaskError> {
+    let lock_id = format!("in:{}", item.provider_message_id);
+    let Some(owner) = lock(shared, channel, &lock_id).await? else {
+        return Ok(Delivered::Busy);
+    };
+    let result = inbound_locked(shared, publisher, channel, item, received).await;
+    let _ = shared.tracker.unlock(channel, &lock_id, &owner).await;
+    result
+}
+
+async fn inbound_locked(
+    shared: &Shared,
+    publisher: &Publisher,
+    channel_name: &str,
+    item: &Inbound,
+    received: DateTime<Utc>,
+) -> Result<Delivered, TaskError> {
+    let id = item.provider_message_id.as_str();
+    let conversations = &shared.conversations;
+    if with_redis(shared, || conversations.published(channel_name, id)).await? {
+        return Ok(Delivered::Repeat);
+    }
+    let context = match &item.context_id {
+        Some(context_id) => {
+            let tracker = &shared.tracker;
+            let tracked = with_redis(shared, || tracker.get(channel_name, context_id)).await?;
+            Some(inbound::Context {
+                message_id: context_id.clone(),
+                job_id: tracked.as_ref().map(|t| t.job_id.clone()),
+                idempotency_key: tracked.as_ref().map(|t| t.idempotency_key.clone()),
+                metadata: tracked.and_then(|t| t.metadata),
+            })
+        }
+        None => None,
+    };
+    let Some(channel) = shared.channels.get(channel_name) else {
+        return Ok(Delivered::Repeat);
+    };
+    let provider = channel.gateway.provider().as_str();
+    let event = InboundEvent {
+        event_id: inbound::event_id(provider, id),
+        channel: channel_name.to_owned(),
+        provider: provider.to_owned(),
+        from: item.from.clone(),
+        user_id: item.user_id.clone(),
+        profile_name: item.profile_name.clone(),
+        provider_message_id: id.to_owned(),
+        timestamp: item.timestamp.map(inbound::timestamp),
+        received_at: inbound::timestamp(received),
+        kind: item.content.kind(),
+        content: item.content.clone(),
+        context,
+        raw: item.raw.clone(),
+    };
+    match publisher.inbound(&shared.topology, &event).await {
+        Ok(()) => {}
+        Err(PublishError::Unroutable { .. }) => return Ok(Delivered::Unroutable),
+        Err(e) => return Err(e.into()),
+    }
+    debug!(
+        kind = event.kind.as_str(),
+        provider_message_id = id,
+        "inbound message published"
+    );
+    with_redis(shared, || conversations.mark_published(channel_name, id)).await?;
+    if channel.config.window.records()
+        && let Some(from) = &item.from
+    {
+        let at = item.timestamp.unwrap_or(received);
+        with_redis(shared, || {
+            conversations.record_inbound(channel_name, from, at)
+        })
+        .await?;
+    }
+    Ok(Delivered::Published(event.kind))
+}
+
+/// Take a message's lock, waiting a little for another holder; `None` when it is held past its
+/// lease (something is stuck: the caller hands the body back for later).
+async fn lock(shared: &Shared, channel: &str, id: &str) -> Result<Option<String>, TaskError> {
+    let tracker = &shared.tracker;
+    let owner = super::owner_token();
+    let deadline = tokio::time::Instant::now() + LOCK_LEASE + Duration::from_secs(2);
+    loop {
+        if with_redis(shared, || tracker.lock(channel, id, &owner, LOCK_LEASE)).await? {
+            return Ok(Some(owner));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                provider_message_id = id,
+                "message lock not released in time; retrying the webhook later"
+            );
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Apply one receipt under its message's lock: publish what it adds, then move the record on.
 async fn apply(
     shared: &Shared,
@@ -169,26 +386,12 @@ async fn apply(
     received: DateTime<Utc>,
 ) -> Result<Applied, TaskError> {
     let id = receipt.provider_message_id.as_str();
-    let tracker = &shared.tracker;
-    let owner = super::owner_token();
-    let deadline = tokio::time::Instant::now() + LOCK_LEASE + Duration::from_secs(2);
-    loop {
-        if with_redis(shared, || tracker.lock(channel, id, &owner, LOCK_LEASE)).await? {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            // The holder outlived its lease: something is stuck. Hand the receipt back.
-            warn!(
-                provider_message_id = id,
-                "message lock not released in time; retrying the receipt later"
-            );
-            return Ok(Applied::Busy);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let Some(owner) = lock(shared, channel, id).await? else {
+        return Ok(Applied::Busy);
+    };
     let result = apply_locked(shared, publisher, channel, receipt, received).await;
     // Best effort: a lock left behind expires with its lease.
-    let _ = tracker.unlock(channel, id, &owner).await;
+    let _ = shared.tracker.unlock(channel, id, &owner).await;
     result
 }
 
