@@ -44,6 +44,9 @@ pub const ERROR_TABLE: &[(RangeInclusive<u32>, ErrorClass)] = &[
     (131047..=131047, ErrorClass::WindowExpired),
     // Undeliverable (not on WhatsApp, old client, ecosystem protection): resending won't help.
     (131026..=131026, ErrorClass::Rejected),
+    // "User's number is part of an experiment": Meta holds marketing back from this user
+    // (seen in a failed status of the peer webhook corpus, pywa's message_status__failed).
+    (130472..=130472, ErrorClass::Rejected),
     // Bad, missing or mismatched parameters and template errors: the job must change.
     (100..=100, ErrorClass::Invalid),
     (131008..=131008, ErrorClass::Invalid),
@@ -51,6 +54,12 @@ pub const ERROR_TABLE: &[(RangeInclusive<u32>, ErrorClass)] = &[
     (132000..=132000, ErrorClass::Invalid),
     (132001..=132001, ErrorClass::Invalid),
     (132012..=132012, ErrorClass::Invalid),
+    // "Request for url … failed with error: 404 (Not Found)": the job's media link is dead
+    // (courier's error_status fixture); unlike 131053's fetch trouble, a 404 does not pass.
+    (131014..=131014, ErrorClass::Invalid),
+    // "Message type is not currently supported" (the corpus' inbound `unsupported` items):
+    // on a send, the job asked for a type this number cannot send.
+    (131051..=131051, ErrorClass::Invalid),
     // Throughput of the whole number (80 msg/s by default).
     (130429..=130429, ErrorClass::RateLimited),
     // Pair rate limit: too many messages to this one user (~1 per 6 s); only this job waits.
@@ -401,6 +410,13 @@ mod tests {
     }
 
     #[test]
+    fn codes_from_the_peer_webhook_corpus_have_their_class() {
+        assert_row(130472, ErrorClass::Rejected);
+        assert_row(131014, ErrorClass::Invalid);
+        assert_row(131051, ErrorClass::Invalid);
+    }
+
+    #[test]
     fn undeliverable_131026_is_rejected() {
         assert_row(131026, ErrorClass::Rejected);
     }
@@ -476,7 +492,7 @@ mod tests {
         let tested: &[u32] = &[
             131047, 131026, 100, 131008, 131009, 132000, 132001, 132012, 130429, 131056, 131048,
             131049, 4, 80007, 133016, 1, 2, 131000, 131016, 131057, 131053, 0, 3, 10, 190, 200,
-            299, 131005, 368, 131031, 131042,
+            299, 131005, 368, 131031, 131042, 130472, 131014, 131051,
         ];
         for (codes, _) in ERROR_TABLE {
             assert!(tested.contains(codes.start()), "{codes:?} untested");
