@@ -316,6 +316,7 @@ impl Topology {
         for exchange in [
             &self.jobs_exchange,
             &self.outcomes_exchange,
+            &self.inbound_exchange,
             &self.dead_exchange,
             &self.delay_exchange,
         ] {

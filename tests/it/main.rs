@@ -15,6 +15,7 @@ mod dedupe_props;
 mod deploy;
 mod dlq;
 mod flow;
+mod inbound;
 mod mock_gateway;
 mod ops;
 mod pipeline;

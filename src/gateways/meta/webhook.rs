@@ -218,7 +218,10 @@ fn message(item: &Value, contacts: &[Value], at: &str) -> Result<Inbound, ParseE
     let id = fields::req_str(object, "id", at)?;
     let from_text = fields::opt_text(object, "from", at)?;
     let user_id = fields::opt_text(object, "from_user_id", at)?;
-    let timestamp = fields::opt_timestamp(object, "timestamp", at)?;
+    // A timestamp that cannot be read costs the event its `timestamp`, not the message.
+    let timestamp = fields::opt_timestamp(object, "timestamp", at)
+        .ok()
+        .flatten();
     let context_id = match fields::opt_object(object, "context", at)? {
         Some(context) => fields::opt_text(context, "id", &fields::path(at, "context"))?,
         None => None,
@@ -276,6 +279,10 @@ fn content(item: &Object) -> Content {
         animated: object.get("animated").and_then(Value::as_bool),
     };
     let unsupported = || Content::unsupported(unsupported_reason(item, kind));
+    // A type mensajero reads whose content is not as Meta documents it (placeholders in test
+    // payloads, a field of the wrong JSON type): kept, raw, as unsupported.
+    let malformed =
+        || Content::unsupported(format!("the `{kind}` content is not as Meta documents it"));
     let Some(body) = body else {
         return match (kind, item.get(kind)) {
             ("contacts", Some(Value::Array(cards))) => Content::Contacts(cards.clone()),
@@ -283,15 +290,23 @@ fn content(item: &Object) -> Content {
         };
     };
     match kind {
-        "text" => text(body, "body")
-            .map_or_else(unsupported, |body| Content::Text(inbound::Text { body })),
+        "text" => {
+            text(body, "body").map_or_else(malformed, |body| Content::Text(inbound::Text { body }))
+        }
         "image" => Content::Image(media(body)),
         "video" => Content::Video(media(body)),
         "audio" => Content::Audio(media(body)),
         "document" => Content::Document(media(body)),
         "sticker" => Content::Sticker(media(body)),
         "location" => {
-            let degrees = |key: &str| body.get(key).and_then(Value::as_f64);
+            // Some senders write the degrees as strings.
+            let degrees = |key: &str| {
+                match body.get(key) {
+                    Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+                    other => other.and_then(Value::as_f64),
+                }
+                .filter(|d| d.is_finite())
+            };
             match (degrees("latitude"), degrees("longitude")) {
                 (Some(latitude), Some(longitude)) => Content::Location(inbound::Location {
                     latitude,
@@ -300,7 +315,7 @@ fn content(item: &Object) -> Content {
                     address: text(body, "address"),
                     url: text(body, "url"),
                 }),
-                _ => unsupported(),
+                _ => malformed(),
             }
         }
         // A template's quick-reply button.
@@ -313,8 +328,14 @@ fn content(item: &Object) -> Content {
         }),
         "interactive" => {
             let sub = text(body, "type").unwrap_or_default();
+            let other = || {
+                Content::unsupported(format!(
+                    "interactive type `{}` is not normalised",
+                    fields::preview(&sub)
+                ))
+            };
             let Some(answer) = body.get(&sub).and_then(Value::as_object) else {
-                return unsupported();
+                return other();
             };
             let reply = |kind, payload| {
                 Content::Reply(Reply {
@@ -333,9 +354,13 @@ fn content(item: &Object) -> Content {
                     id: text(answer, "name"),
                     title: text(answer, "body"),
                     description: None,
-                    payload: text(answer, "response_json"),
+                    // Documented as JSON text; some senders post the object itself.
+                    payload: answer.get("response_json").map(|json| {
+                        json.as_str()
+                            .map_or_else(|| json.to_string(), str::to_owned)
+                    }),
                 }),
-                _ => unsupported(),
+                _ => other(),
             }
         }
         "reaction" => match text(body, "message_id") {
@@ -344,7 +369,7 @@ fn content(item: &Object) -> Content {
                 // Meta removes a reaction with an empty or absent emoji.
                 emoji: text(body, "emoji").filter(|e| !e.is_empty()),
             }),
-            None => unsupported(),
+            None => malformed(),
         },
         "order" => Content::Order(Value::Object(body.clone())),
         "system" => Content::System(Value::Object(body.clone())),

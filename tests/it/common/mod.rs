@@ -17,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, Consumer};
 use mensajero::broker::{self, Producer, Topology};
 use mensajero::config::Config;
+use mensajero::inbound::InboundEvent;
 use mensajero::job::Priority;
 use mensajero::outcome::Outcome;
 use serde_json::Value;
@@ -146,6 +147,7 @@ pub struct TestApp {
     pub connection: Connection,
     pub producer: Producer,
     outcomes: tokio::sync::Mutex<Consumer>,
+    inbound: tokio::sync::Mutex<Consumer>,
     worker: Option<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -173,40 +175,8 @@ impl TestApp {
             .await
             .expect("producer");
         let channel = connection.create_channel().await.expect("channel");
-        let tap = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("outcome tap");
-        channel
-            .queue_bind(
-                tap.name().clone(),
-                topology.outcomes_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind tap");
-        let outcomes = channel
-            .basic_consume(
-                tap.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume tap");
+        let outcomes = tap(&channel, &topology.outcomes_exchange).await;
+        let inbound = tap(&channel, &topology.inbound_exchange).await;
         Self {
             prefix,
             config,
@@ -214,6 +184,7 @@ impl TestApp {
             connection,
             producer,
             outcomes: tokio::sync::Mutex::new(outcomes),
+            inbound: tokio::sync::Mutex::new(inbound),
             worker: None,
             http: None,
         }
@@ -302,6 +273,34 @@ impl TestApp {
                     "only {} of {n} outcomes arrived: {:#?}",
                     out.len(),
                     out.iter().map(|o| o.routing_key()).collect::<Vec<_>>()
+                ),
+            }
+        }
+        out
+    }
+
+    /// The next inbound event, if one comes within `wait`.
+    pub async fn try_next_inbound(&self, wait: Duration) -> Option<InboundEvent> {
+        let mut consumer = self.inbound.lock().await;
+        let delivery = tokio::time::timeout(wait, consumer.next())
+            .await
+            .ok()??
+            .expect("inbound delivery");
+        Some(serde_json::from_slice(&delivery.data).expect("inbound event JSON"))
+    }
+
+    /// Collect inbound events until `n` have arrived (panics after 30 s without progress).
+    pub async fn inbound_events(&self, n: usize) -> Vec<InboundEvent> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.try_next_inbound(Duration::from_secs(30)).await {
+                Some(event) => out.push(event),
+                None => panic!(
+                    "only {} of {n} inbound events arrived: {:#?}",
+                    out.len(),
+                    out.iter()
+                        .map(InboundEvent::routing_key)
+                        .collect::<Vec<_>>()
                 ),
             }
         }
@@ -410,6 +409,44 @@ impl Drop for TestApp {
             services.amqp_url,
         );
     }
+}
+
+/// A private queue bound to every routing key of `exchange`, consumed without acks.
+async fn tap(channel: &lapin::Channel, exchange: &str) -> Consumer {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("tap queue");
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind tap");
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume tap")
 }
 
 /// Delete a test's queues, exchanges and Redis keys. Runs on its own thread and runtime so it
