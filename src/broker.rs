@@ -51,6 +51,9 @@ pub struct Topology {
     pub delay_queues: Vec<(Duration, String)>,
     /// Redeliveries before a poison message is dead-lettered.
     pub delivery_limit: u32,
+    /// Replicas of each quorum queue when it is created (`x-quorum-initial-group-size`);
+    /// `None`: RabbitMQ's default, every node of the cluster.
+    pub quorum_initial_group_size: Option<u32>,
 }
 
 /// Routing key of transactional jobs.
@@ -134,12 +137,16 @@ impl Topology {
             dead_exchange: format!("{prefix}.dead"),
             dead_queue: format!("{prefix}.dead"),
             delivery_limit,
+            quorum_initial_group_size: None,
         }
     }
 
     /// From the `[amqp]` section.
     pub fn from_config(amqp: &AmqpConfig) -> Self {
-        Self::with_tiers(&amqp.prefix, amqp.delivery_limit, &amqp.delay_tiers)
+        Self {
+            quorum_initial_group_size: amqp.quorum_initial_group_size,
+            ..Self::with_tiers(&amqp.prefix, amqp.delivery_limit, &amqp.delay_tiers)
+        }
     }
 
     /// The delay queue for a wait: the longest tier that fits, else the shortest (a wait
@@ -191,11 +198,7 @@ impl Topology {
             durable: true,
             ..Default::default()
         };
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        let dead_args = self.quorum_args();
         channel
             .queue_declare(self.dead_queue.as_str().into(), queue, dead_args)
             .await?;
@@ -284,12 +287,27 @@ impl Topology {
     /// at-most-once). The routing key is kept, so a delay queue hands a job back to the lane
     /// (`send`/`bulk`) it came from.
     fn dead_lettering_args(&self, exchange: &str) -> FieldTable {
-        let mut args = FieldTable::default();
+        let mut args = self.quorum_args();
         let text = |s: &str| AMQPValue::LongString(s.into());
-        args.insert("x-queue-type".into(), text("quorum"));
         args.insert("x-dead-letter-exchange".into(), text(exchange));
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         args.insert("x-overflow".into(), text("reject-publish"));
+        args
+    }
+
+    /// A quorum queue's arguments, replicated over the cluster as configured.
+    fn quorum_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        if let Some(size) = self.quorum_initial_group_size {
+            args.insert(
+                "x-quorum-initial-group-size".into(),
+                AMQPValue::LongLongInt(size.into()),
+            );
+        }
         args
     }
 
@@ -727,6 +745,30 @@ pub struct DeadLetter<'a> {
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect(url, properties).await
+}
+
+/// Connect to the first reachable of a cluster's `nodes`, trying them in order from `start`
+/// (wrapping around); answers the connection and the index of the node that took it. The
+/// error is the last node's.
+pub async fn connect_any(
+    nodes: &[&str],
+    start: usize,
+    name: &str,
+) -> anyhow::Result<(Connection, usize)> {
+    let mut last = None;
+    for offset in 0..nodes.len().max(1) {
+        let index = (start + offset) % nodes.len().max(1);
+        let Some(url) = nodes.get(index) else { break };
+        match connect(url, name).await {
+            Ok(connection) => return Ok((connection, index)),
+            Err(e) => {
+                // The node's position only: its URL holds credentials.
+                tracing::warn!(node = index, error = %e, "broker node unreachable; trying the next");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no broker node configured"), Into::into))
 }
 
 /// Why a job was not published by the [`Producer`].

@@ -48,6 +48,14 @@ pub struct Config {
 pub struct AmqpConfig {
     /// Broker URL, credentials included (it is never logged).
     pub url: String,
+    /// The nodes of a RabbitMQ cluster, instead of `url`: a worker connects to a reachable one
+    /// (starting from a random one, so replicas spread) and moves to the next when it is lost.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// `x-quorum-initial-group-size` of the quorum queues mensajero declares; unset leaves
+    /// RabbitMQ's default (every node of the cluster, up to its size).
+    #[serde(default)]
+    pub quorum_initial_group_size: Option<u32>,
     /// Prefix of every exchange and queue name, so several deployments (or tests) share a vhost.
     pub prefix: String,
     /// Redeliveries after which the quorum queue dead-letters a poison message.
@@ -55,6 +63,20 @@ pub struct AmqpConfig {
     /// The broker delay queues' TTLs, one queue each.
     #[serde(with = "duration_list")]
     pub delay_tiers: Vec<Duration>,
+}
+
+/// `amqp.url`'s built-in value: `amqp.urls` may only be set while `url` keeps it.
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl AmqpConfig {
+    /// The broker nodes to connect to: `urls`, or `url` alone.
+    pub fn nodes(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// `[redis]`
@@ -639,6 +661,25 @@ impl Config {
         {
             push("http.public_url".into(), format!("not a URL: {url}"));
         }
+        if !self.amqp.urls.is_empty() && self.amqp.url != DEFAULT_AMQP_URL {
+            push(
+                "amqp.urls".into(),
+                "set either amqp.url (one broker) or amqp.urls (a cluster's nodes), not both"
+                    .into(),
+            );
+        }
+        for (i, url) in self.amqp.urls.iter().enumerate() {
+            if url.parse::<lapin::uri::AMQPUri>().is_err() {
+                // Never the URL itself: it holds the credentials.
+                push(format!("amqp.urls[{i}]"), "not an AMQP URL".into());
+            }
+        }
+        if self.amqp.quorum_initial_group_size == Some(0) {
+            push(
+                "amqp.quorum_initial_group_size".into(),
+                "must be at least 1".into(),
+            );
+        }
         if self.amqp.delivery_limit == 0 {
             push("amqp.delivery_limit".into(), "must be at least 1".into());
         }
@@ -1038,6 +1079,32 @@ mod tests {
         // Everything else is still checked.
         let bad = overlay.replace("https://x", "not a url");
         assert!(Config::build(Some(&bad), env(&[]), Secrets::Optional).is_err());
+    }
+
+    #[test]
+    fn a_cluster_is_urls_instead_of_url_and_each_must_parse() {
+        let nodes = r#"
+[amqp]
+urls = ["amqp://u:secret-pass@rabbit-1:5672/%2f", "amqp://u:secret-pass@rabbit-2:5672/%2f"]
+quorum_initial_group_size = 3
+[channels.demo]
+provider = "mock"
+"#;
+        let c = Config::from_sources(Some(nodes), env(&[])).unwrap();
+        assert_eq!(c.amqp.nodes().len(), 2);
+        assert_eq!(c.amqp.quorum_initial_group_size, Some(3));
+
+        let both = r#"
+[amqp]
+url = "amqp://u:p@rabbit-1:5672/%2f"
+urls = ["amqp://u:p@rabbit-2:5672/%2f", "http://not-amqp"]
+quorum_initial_group_size = 0
+"#;
+        let err = Config::from_sources(Some(both), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("amqp.urls: set either"), "{err}");
+        assert!(err.contains("amqp.urls[1]: not an AMQP URL"), "{err}");
+        assert!(err.contains("amqp.quorum_initial_group_size"), "{err}");
+        assert!(!err.contains("not-amqp") && !err.contains("u:p@"), "URLs never echoed: {err}");
     }
 
     #[test]

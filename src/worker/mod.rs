@@ -68,6 +68,9 @@ struct Shared {
     metrics: Metrics,
     /// What the HTTP listener sees of the current broker session and of Redis.
     live: Arc<Live>,
+    /// The broker node the next session tries first: random at start, so replicas spread
+    /// over a cluster; then the one after the node the last session used.
+    next_node: std::sync::atomic::AtomicUsize,
 }
 
 /// A worker that has bound its HTTP listener and is running.
@@ -187,6 +190,7 @@ async fn serve_jobs(
         config,
         metrics,
         live,
+        next_node: std::sync::atomic::AtomicUsize::new(rand::random_range(0..usize::MAX / 2)),
     });
     let watch = tokio::spawn(watch_redis(shared.clone()));
 

@@ -105,7 +105,17 @@ struct Lane {
 /// One broker connection's life. `Ok` means shutdown was requested and handled;
 /// `established` is set once the session could publish and consume.
 pub(super) async fn session(shared: &Arc<Shared>, established: &mut bool) -> anyhow::Result<()> {
-    let connection = broker::connect(&shared.config.amqp.url, "mensajero-worker").await?;
+    // A cluster's nodes are tried from the one after the last session's (a lost node is
+    // left behind; a single `url` is always node 0).
+    let nodes = shared.config.amqp.nodes();
+    let start = shared.next_node.load(std::sync::atomic::Ordering::Relaxed);
+    let (connection, node) = broker::connect_any(&nodes, start, "mensajero-worker").await?;
+    shared
+        .next_node
+        .store(node + 1, std::sync::atomic::Ordering::Relaxed);
+    if nodes.len() > 1 {
+        tracing::info!(node, nodes = nodes.len(), "connected to a broker node");
+    }
     // Listen before anything publishes: lapin drops events nobody listens to.
     let blocked = tokio::spawn(watch_blocked(shared.clone(), connection.events_listener()));
     let setup = connection.create_channel().await?;

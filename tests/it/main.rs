@@ -7,6 +7,7 @@ mod bad_input;
 mod cancel;
 mod chaos;
 mod cli;
+mod cluster;
 mod contract_meta;
 mod contract_seven;
 mod contract_wazzup;
