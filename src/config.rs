@@ -149,6 +149,10 @@ pub struct ReceiptsConfig {
     /// What becomes of a receipt still unknown after `unknown_retry`.
     #[serde(default)]
     pub unknown: UnknownReceipts,
+    /// Keep each job's `metadata` in its correlation record, so receipt outcomes and replies
+    /// echo it; `false` keeps records small for those who join outcomes to jobs by id.
+    #[serde(default = "defaults::echo_metadata")]
+    pub echo_metadata: bool,
 }
 
 /// `receipts.unknown`: what becomes of a receipt whose message is still unknown after
@@ -421,6 +425,10 @@ mod defaults {
             .map(Duration::from_secs)
             .collect()
     }
+    pub fn echo_metadata() -> bool {
+        true
+    }
+
     pub fn on_ambiguous() -> OnAmbiguous {
         OnAmbiguous::Resend
     }
@@ -1100,11 +1108,16 @@ url = "amqp://u:p@rabbit-1:5672/%2f"
 urls = ["amqp://u:p@rabbit-2:5672/%2f", "http://not-amqp"]
 quorum_initial_group_size = 0
 "#;
-        let err = Config::from_sources(Some(both), env(&[])).unwrap_err().to_string();
+        let err = Config::from_sources(Some(both), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("amqp.urls: set either"), "{err}");
         assert!(err.contains("amqp.urls[1]: not an AMQP URL"), "{err}");
         assert!(err.contains("amqp.quorum_initial_group_size"), "{err}");
-        assert!(!err.contains("not-amqp") && !err.contains("u:p@"), "URLs never echoed: {err}");
+        assert!(
+            !err.contains("not-amqp") && !err.contains("u:p@"),
+            "URLs never echoed: {err}"
+        );
     }
 
     #[test]

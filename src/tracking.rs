@@ -192,28 +192,29 @@ impl Tracker {
             Some(m) => serde_json::to_string(m).map_err(StoreError::protocol)?,
             None => String::new(),
         };
-        let _: i64 = self
-            .record
-            .key(self.key(channel, provider_message_id))
-            .arg(millis(self.ttl))
-            .arg("job")
-            .arg(&tracked.job_id)
-            .arg("key")
-            .arg(&tracked.idempotency_key)
-            .arg("provider")
-            .arg(&tracked.provider)
-            .arg("to")
-            .arg(&tracked.to)
-            .arg("status")
-            .arg(tracked.status.as_str())
-            .arg("attempt")
-            .arg(tracked.attempt)
-            .arg("metadata")
-            .arg(metadata)
-            .arg("tried")
-            .arg(tracked.channels_tried.join(","))
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+        let attempt = tracked.attempt.to_string();
+        let tried = tracked.channels_tried.join(",");
+        // Every byte here is kept `correlation_ttl` for every message: a field that says
+        // nothing (no metadata, no failover, a key that is the job id) is left out.
+        let fields = [
+            ("job", tracked.job_id.as_str()),
+            ("key", tracked.idempotency_key.as_str()),
+            ("provider", tracked.provider.as_str()),
+            ("to", tracked.to.as_str()),
+            ("status", tracked.status.as_str()),
+            ("attempt", attempt.as_str()),
+            ("metadata", metadata.as_str()),
+            ("tried", tried.as_str()),
+        ];
+        let mut invocation = self.record.key(self.key(channel, provider_message_id));
+        invocation.arg(millis(self.ttl));
+        for (name, value) in fields {
+            let redundant = name == "key" && value == tracked.job_id;
+            if !value.is_empty() && !redundant {
+                invocation.arg(name).arg(value);
+            }
+        }
+        let _: i64 = invocation.invoke_async(&mut self.redis.clone()).await?;
         Ok(())
     }
 
@@ -245,7 +246,8 @@ impl Tracker {
         };
         Ok(Some(Tracked {
             job_id: text("job"),
-            idempotency_key: text("key"),
+            // Left out when it is the job id.
+            idempotency_key: fields.get("key").cloned().unwrap_or_else(|| text("job")),
             provider: text("provider"),
             to: text("to"),
             status,

@@ -848,7 +848,12 @@ impl<'a> JobTask<'a> {
                     to: self.job.to.clone(),
                     status: Status::Sent,
                     attempt: record.attempt,
-                    metadata: self.job.metadata.clone(),
+                    // The largest field of the record (up to 8 KiB), and only there for echoes.
+                    metadata: if self.shared.config.receipts.echo_metadata {
+                        self.job.metadata.clone()
+                    } else {
+                        None
+                    },
                     channels_tried: self.carried.tried.clone(),
                 };
                 let tracker = &self.shared.tracker;
