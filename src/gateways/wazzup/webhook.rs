@@ -7,10 +7,30 @@
 //!   and publishes nothing: [`Parsed::Probe`]. Only exactly that JSON object (whitespace aside)
 //!   is a probe, answered before authentication; a body with any other field is authenticated
 //!   and read like every other.
-//! - **Body**: `{"statuses":[{"messageId","timestamp","status","error"}]}`, possibly with
-//!   `messages` (inbound, ignored) in the same POST. `messageId` is the id of the send answer.
-//!   `status` is `sent|delivered|read|error|edited`: `error` is a failure, `edited` is not a
-//!   delivery status and is skipped.
+//! - **Body**: `{"statuses":[{"messageId","timestamp","status","error"}],"messages":[…]}`,
+//!   either or both. A `statuses` or `messages` that is not an array fails the body; an item
+//!   that cannot be read is listed in [`Batch::unreadable`] and its neighbours are still read.
+//!   `messageId` is the id of the send answer. `status` is `sent|delivered|read|error|edited`:
+//!   `error` is a failure; `edited` (and any word we do not know) is not a delivery status and
+//!   is listed in [`Batch::ignored_statuses`].
+//! - **Inbound** (envelope: <https://wazzup24.com/help/api-documentation-en/webhooks/>; the
+//!   `messages[]` field list is known only from secondary copies of that page and production
+//!   bodies): an item with `isEcho: false` (or, without `isEcho`, `status: "inbound"`) is a
+//!   customer's message. Its id is `messageId` (a Wazzup GUID: no wamid is exposed), the
+//!   customer's number `chatId` (only when `chatType` is `whatsapp`: other messengers' chat
+//!   ids are no numbers), their name `contact.name`, the time `dateTime`, the business
+//!   channel `channelId` (the channel's `sender`), and the quoted message
+//!   `quotedMessage.messageId`, a Wazzup GUID like those our send answers record. Type `text` is
+//!   `text`; `image|video|audio|document` are media at `contentUri` with `text` as caption;
+//!   every other type (`vcard`, `geo`, `wapi_template`, `unsupported`, `missing_call`, …) has
+//!   no documented payload and is `unsupported`. Button replies are described only in prose,
+//!   without a field name, so they arrive as whatever type Wazzup gives them. An edit or a
+//!   deletion (`isEdited`, `isDeleted`) keeps its content under a derived id, so it is not
+//!   taken for a retry of the original: `<messageId>#deleted`, `<messageId>#edited@<dateTime>`
+//!   (`edit_id` says why).
+//! - **Echoes**: an `isEcho: true` item is an outgoing message (ours, or typed in the phone
+//!   app). With `status: "error"` it is a `failed` receipt for its `messageId`, explained by
+//!   its `error` object; otherwise it carries nothing.
 //! - **Assumptions**: `timestamp` is an ISO string or unix seconds/milliseconds; the `error`
 //!   object has Wazzup's error-body shape `{"error": "BAD_CONTACT", "description": …}` (`code`
 //!   and `message` are accepted too), or is a bare code string.
@@ -22,12 +42,13 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::gateways::webhook::fields::{self, Object};
 use crate::gateways::webhook::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
-    constant_time_eq,
+    AuthError, Batch, Inbound, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat,
+    WebhookRequest, constant_time_eq,
 };
+use crate::inbound::{self, Content, Media};
 use crate::outcome::Status;
 
-/// Wazzup's status words. `edited` (and anything unknown) is skipped.
+/// Wazzup's status words. `edited` (and anything unknown) is no receipt.
 pub const STATUSES: &[(&str, Status)] = &[
     ("sent", Status::Sent),
     ("delivered", Status::Delivered),
@@ -37,6 +58,21 @@ pub const STATUSES: &[(&str, Status)] = &[
 
 /// The authorization scheme Wazzup uses for the crmKey.
 const BEARER: &[u8] = b"bearer ";
+
+/// The `chatType` of WhatsApp chats, whose `chatId` is the customer's number.
+const WHATSAPP: &str = "whatsapp";
+
+/// The `status` of a customer's message.
+const INBOUND_STATUS: &str = "inbound";
+
+/// The `status` of an outgoing message Wazzup could not send.
+const ERROR_STATUS: &str = "error";
+
+/// What follows `messageId` in the id of a deletion.
+const DELETED_SUFFIX: &str = "#deleted";
+
+/// What follows `messageId`, before the edit's time, in the id of an edit.
+const EDITED_MARK: &str = "#edited@";
 
 /// Check `Authorization: Bearer <crmKey>`.
 pub fn verify(secret: &Secret, request: &WebhookRequest<'_>) -> Result<(), AuthError> {
@@ -62,34 +98,50 @@ fn probe(root: &Object) -> bool {
     root.len() == 1 && root.get("test") == Some(&Value::Bool(true))
 }
 
-/// Read the statuses (or the probe) in a webhook body.
+/// Read the statuses, customers' messages and failed echoes (or the probe) in a webhook body.
+/// Only a body that is not a JSON object, or whose `statuses` or `messages` is not an array,
+/// fails as a whole; an item that cannot be read is listed in [`Batch::unreadable`].
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     if probe(&root) {
         return Ok(Parsed::Probe);
     }
     let statuses = fields::opt_array(&root, "statuses", "")?.unwrap_or_default();
-    let mut receipts = Vec::new();
+    let messages = fields::opt_array(&root, "messages", "")?.unwrap_or_default();
+    let mut batch = Batch::default();
     for (i, item) in statuses.iter().enumerate() {
-        receipts.extend(status(item, &format!("statuses[{i}]"))?);
+        match status(item, &format!("statuses[{i}]")) {
+            Ok(Ok(receipt)) => batch.receipts.push(receipt),
+            Ok(Err(word)) => batch.ignored_statuses.push(word),
+            Err(e) => batch.unreadable.push(e),
+        }
     }
-    Ok(Parsed::receipts(receipts))
+    for (i, item) in messages.iter().enumerate() {
+        match message(item, &format!("messages[{i}]")) {
+            Ok(Some(Item::Inbound(inbound))) => batch.inbound.push(*inbound),
+            Ok(Some(Item::Failed(receipt))) => batch.receipts.push(receipt),
+            Ok(None) => {}
+            Err(e) => batch.unreadable.push(e),
+        }
+    }
+    Ok(Parsed::Batch(batch))
 }
 
-fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
+/// One `statuses[]` item; `Err(word)` for a status word we do not track.
+fn status(item: &Value, at: &str) -> Result<Result<Receipt, String>, ParseError> {
     let item = fields::as_object(item, at)?;
     let id = fields::req_str(item, "messageId", at)?;
     let word = fields::req_str(item, "status", at)?;
     let occurred_at = fields::opt_timestamp(item, "timestamp", at)?;
     let Some(status) = fields::lookup(STATUSES, word) else {
         tracing::debug!(status = %fields::preview(word), at, "wazzup status skipped");
-        return Ok(None);
+        return Ok(Err(fields::preview(word)));
     };
     let error = match status {
         Status::Failed => error(item, at)?,
         _ => None,
     };
-    Ok(Some(Receipt {
+    Ok(Ok(Receipt {
         provider_message_id: id.to_owned(),
         status,
         job_id: None,
@@ -97,6 +149,145 @@ fn status(item: &Value, at: &str) -> Result<Option<Receipt>, ParseError> {
         occurred_at,
         sender: None,
     }))
+}
+
+/// What a `messages[]` item means for us.
+enum Item {
+    /// A customer's message (boxed: it is much larger than a receipt).
+    Inbound(Box<Inbound>),
+    /// An outgoing message Wazzup reports it could not send.
+    Failed(Receipt),
+}
+
+/// One `messages[]` item: a customer's message, a failed echo, or (any other echo) nothing.
+fn message(value: &Value, at: &str) -> Result<Option<Item>, ParseError> {
+    let item = fields::as_object(value, at)?;
+    let id = fields::req_str(item, "messageId", at)?;
+    let word = fields::opt_str(item, "status", at)?;
+    let is = |wanted: &str| word.is_some_and(|w| w.eq_ignore_ascii_case(wanted));
+    let echo = match opt_bool(item, "isEcho", at)? {
+        Some(echo) => echo,
+        None if is(INBOUND_STATUS) => false,
+        None => {
+            return Err(ParseError(format!(
+                "{} is missing and {} is not `inbound`",
+                fields::path(at, "isEcho"),
+                fields::path(at, "status")
+            )));
+        }
+    };
+    if echo {
+        if !is(ERROR_STATUS) {
+            return Ok(None);
+        }
+        return Ok(Some(Item::Failed(Receipt {
+            provider_message_id: id.to_owned(),
+            status: Status::Failed,
+            job_id: None,
+            error: error(item, at)?,
+            occurred_at: fields::opt_timestamp(item, "dateTime", at)?,
+            sender: None,
+        })));
+    }
+    let date_time = fields::opt_text(item, "dateTime", at)?;
+    let timestamp = fields::opt_timestamp(item, "dateTime", at)?;
+    let chat_type = fields::opt_str(item, "chatType", at)?;
+    let chat_id = fields::opt_text(item, "chatId", at)?;
+    let from = match chat_type {
+        Some(chat_type) if chat_type.eq_ignore_ascii_case(WHATSAPP) => {
+            chat_id.as_deref().and_then(inbound::e164)
+        }
+        _ => None,
+    };
+    let profile_name = match fields::opt_object(item, "contact", at)? {
+        Some(contact) => fields::opt_str(contact, "name", &fields::path(at, "contact"))?,
+        None => None,
+    };
+    let context_id = match fields::opt_object(item, "quotedMessage", at)? {
+        Some(quoted) => fields::opt_text(quoted, "messageId", &fields::path(at, "quotedMessage"))?,
+        None => None,
+    };
+    let deleted = opt_bool(item, "isDeleted", at)? == Some(true);
+    let edited = opt_bool(item, "isEdited", at)? == Some(true);
+    Ok(Some(Item::Inbound(Box::new(Inbound {
+        provider_message_id: edit_id(id, deleted, edited, date_time.as_deref(), value),
+        from,
+        user_id: None,
+        profile_name: profile_name.filter(|n| !n.is_empty()).map(str::to_owned),
+        timestamp,
+        content: content(item, fields::opt_str(item, "type", at)?),
+        context_id,
+        sender: fields::opt_text(item, "channelId", at)?,
+        raw: value.clone(),
+    }))))
+}
+
+/// The id of a customer's message, an edit or a deletion of one. Wazzup reports an edit or a
+/// deletion under the original's `messageId`, and an inbound event id derives from the
+/// message id alone, so each gets its own id or it would be dropped as a retry of the
+/// original: `<messageId>#deleted` (a message is deleted once), `<messageId>#edited@<dateTime>`
+/// (one per edit, as far as `dateTime` tells edits apart). Every part comes from the item,
+/// so a retry of the webhook yields the same id; an edit without `dateTime` takes a hash of
+/// the item instead, which differs between edits as their text does.
+fn edit_id(id: &str, deleted: bool, edited: bool, date_time: Option<&str>, item: &Value) -> String {
+    if deleted {
+        format!("{id}{DELETED_SUFFIX}")
+    } else if edited {
+        let when = match date_time {
+            Some(date_time) => date_time.to_owned(),
+            None => {
+                use sha2::{Digest, Sha256};
+                let canonical = serde_json::to_vec(item).unwrap_or_default();
+                format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
+            }
+        };
+        format!("{id}{EDITED_MARK}{when}")
+    } else {
+        id.to_owned()
+    }
+}
+
+/// The content of a customer's message of type `kind`.
+fn content(item: &Object, kind: Option<&str>) -> Content {
+    let text = |key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let media = || Media {
+        url: text("contentUri"),
+        caption: text("text"),
+        ..Media::default()
+    };
+    match kind.unwrap_or("") {
+        "" => Content::unsupported("the message has no type"),
+        "text" => match text("text") {
+            Some(body) => Content::Text(inbound::Text { body }),
+            None => Content::unsupported("Wazzup text message without text"),
+        },
+        "image" => Content::Image(media()),
+        "video" => Content::Video(media()),
+        "audio" => Content::Audio(media()),
+        "document" => Content::Document(media()),
+        other => Content::unsupported(format!(
+            "Wazzup documents no `{}` message payload",
+            fields::preview(other)
+        )),
+    }
+}
+
+/// An optional boolean member.
+fn opt_bool(obj: &Object, key: &str, at: &str) -> Result<Option<bool>, ParseError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(other) => Err(ParseError(format!(
+            "{} must be a boolean, not a JSON {}",
+            fields::path(at, key),
+            fields::kind(other)
+        ))),
+    }
 }
 
 fn error(item: &Object, at: &str) -> Result<Option<ReceiptError>, ParseError> {
@@ -143,6 +334,60 @@ pub fn render(receipt: &Receipt) -> Vec<u8> {
     json!({"statuses": [item]}).to_string().into_bytes()
 }
 
+/// A webhook body holding `inbound` as a customer's WhatsApp message, with documented fields
+/// only. Content Wazzup has no type for (stickers, locations, replies, …) is rendered as its
+/// documented type `unsupported`, so it reads back as unsupported. An id `edit_id` made
+/// from a `dateTime` is rendered back as the edit or deletion it came from.
+pub fn render_inbound(inbound: &Inbound) -> Vec<u8> {
+    let id = &inbound.provider_message_id;
+    let mut item = json!({ "isEcho": false, "status": INBOUND_STATUS });
+    let mut date_time = inbound
+        .timestamp
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    if let Some(original) = id.strip_suffix(DELETED_SUFFIX) {
+        item["messageId"] = json!(original);
+        item["isDeleted"] = json!(true);
+    } else if let Some((original, when)) = id.split_once(EDITED_MARK) {
+        item["messageId"] = json!(original);
+        item["isEdited"] = json!(true);
+        date_time = Some(when.to_owned());
+    } else {
+        item["messageId"] = json!(id);
+    }
+    if let Some(date_time) = date_time {
+        item["dateTime"] = json!(date_time);
+    }
+    if let Some(from) = &inbound.from {
+        item["chatType"] = json!(WHATSAPP);
+        item["chatId"] = json!(from.trim_start_matches('+'));
+    }
+    if let Some(channel) = &inbound.sender {
+        item["channelId"] = json!(channel);
+    }
+    if let Some(name) = &inbound.profile_name {
+        item["contact"] = json!({ "name": name });
+    }
+    if let Some(quoted) = &inbound.context_id {
+        item["quotedMessage"] = json!({ "messageId": quoted });
+    }
+    let (kind, text, uri) = match &inbound.content {
+        Content::Text(text) => ("text", Some(&text.body), None),
+        Content::Image(m) => ("image", m.caption.as_ref(), m.url.as_ref()),
+        Content::Video(m) => ("video", m.caption.as_ref(), m.url.as_ref()),
+        Content::Audio(m) => ("audio", m.caption.as_ref(), m.url.as_ref()),
+        Content::Document(m) => ("document", m.caption.as_ref(), m.url.as_ref()),
+        _ => ("unsupported", None, None),
+    };
+    item["type"] = json!(kind);
+    if let Some(text) = text {
+        item["text"] = json!(text);
+    }
+    if let Some(uri) = uri {
+        item["contentUri"] = json!(uri);
+    }
+    json!({ "messages": [item] }).to_string().into_bytes()
+}
+
 /// The `Authorization: Bearer <crmKey>` header (marked sensitive so it is never logged).
 pub fn sign(secret: &Secret) -> Vec<(HeaderName, HeaderValue)> {
     fields::header(
@@ -177,6 +422,10 @@ impl WebhookFormat for Format {
 
     fn render(&self, receipt: &Receipt) -> Vec<u8> {
         render(receipt)
+    }
+
+    fn render_inbound(&self, inbound: &Inbound) -> Option<Vec<u8>> {
+        Some(render_inbound(inbound))
     }
 
     fn sign(
@@ -215,11 +464,54 @@ mod tests {
       ]
     }"#;
 
-    fn receipts(body: &[u8]) -> Vec<Receipt> {
+    /// The production bodies of the research (a secondary source, verbatim but for Python's
+    /// `False`/`True`): a customer's message, and a template Wazzup failed to send.
+    const INBOUND: &str = r#"{
+    "messages": [{
+        "text": "Здравствуйте, а есть в наличии?",
+        "type": "text",
+        "chatId": "79001234567",
+        "isEcho": false,
+        "status": "inbound",
+        "chatType": "whatsapp",
+        "messageId": "in-1"
+    }]
+}"#;
+    const ERROR_BAD_CONTACT: &str = r#"{
+    "messages": [{
+        "text": "*Здравствуйте, Даниил!*\n\n🛍 *Ваш Заказ №18185*",
+        "type": "wapi_template",
+        "error": {"error": "BAD_CONTACT", "description": "Number may not be on WhatsApp or uses an old version."},
+        "chatId": "79199277589",
+        "isEcho": true,
+        "status": "error",
+        "contact": {"name": "Даниил Логинов", "phone": "79199277589"},
+        "chatType": "whatsapp",
+        "messageId": "cfaa7ed3-ef9a-47da-80e6-c2fa17ad060b",
+        "authorName": "Admin"
+    }]
+}"#;
+
+    fn batch(body: &[u8]) -> Batch {
         match parse(body).unwrap() {
-            Parsed::Batch(batch) => batch.receipts,
+            Parsed::Batch(batch) => batch,
             Parsed::Probe => panic!("not a probe"),
         }
+    }
+
+    fn receipts(body: &[u8]) -> Vec<Receipt> {
+        batch(body).receipts
+    }
+
+    /// The one customer's message in a body of `messages` items.
+    fn one_inbound(items: &str) -> Inbound {
+        let mut got = batch(format!(r#"{{"messages":[{items}]}}"#).as_bytes());
+        assert!(
+            got.receipts.is_empty() && got.unreadable.is_empty(),
+            "{got:?}"
+        );
+        assert_eq!(got.inbound.len(), 1, "{items}");
+        got.inbound.remove(0)
     }
 
     fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
@@ -292,13 +584,345 @@ mod tests {
 
     #[test]
     fn inbound_only_and_unrelated_bodies_give_no_receipts() {
-        for body in [
-            r#"{"messages":[{"messageId":"in-1","status":"inbound","text":"hola"}]}"#,
-            r#"{"createContact":{"id":"c1"}}"#,
-            r#"{"statuses":[{"messageId":"m","status":"edited"}]}"#,
+        for (body, ignored) in [
+            (
+                r#"{"messages":[{"messageId":"in-1","status":"inbound","text":"hola"}]}"#,
+                vec![],
+            ),
+            (r#"{"createContact":{"id":"c1"}}"#, vec![]),
+            (
+                r#"{"statuses":[{"messageId":"m","status":"edited"}]}"#,
+                vec!["edited"],
+            ),
         ] {
-            assert!(receipts(body.as_bytes()).is_empty(), "{body}");
+            let got = batch(body.as_bytes());
+            assert!(got.receipts.is_empty(), "{body}");
+            assert_eq!(got.ignored_statuses, ignored, "{body}");
         }
+    }
+
+    #[test]
+    fn the_production_inbound_body_is_the_expected_inbound() {
+        let got = batch(INBOUND.as_bytes());
+        let raw: Value = serde_json::from_str(INBOUND).unwrap();
+        assert_eq!(
+            got,
+            Batch {
+                inbound: vec![Inbound {
+                    provider_message_id: "in-1".into(),
+                    from: Some("+79001234567".into()),
+                    user_id: None,
+                    profile_name: None,
+                    timestamp: None,
+                    content: Content::Text(inbound::Text {
+                        body: "Здравствуйте, а есть в наличии?".into()
+                    }),
+                    context_id: None,
+                    sender: None,
+                    raw: raw["messages"][0].clone(),
+                }],
+                ..Batch::default()
+            }
+        );
+        assert_eq!(batch(INBOUND.as_bytes()), got, "a retry is the same");
+    }
+
+    #[test]
+    fn a_failed_echo_is_a_failed_receipt() {
+        assert_eq!(
+            batch(ERROR_BAD_CONTACT.as_bytes()),
+            Batch {
+                receipts: vec![Receipt {
+                    provider_message_id: "cfaa7ed3-ef9a-47da-80e6-c2fa17ad060b".into(),
+                    status: Status::Failed,
+                    job_id: None,
+                    error: Some(ReceiptError {
+                        code: Some("BAD_CONTACT".into()),
+                        message: "Number may not be on WhatsApp or uses an old version.".into(),
+                    }),
+                    occurred_at: None,
+                    sender: None,
+                }],
+                ..Batch::default()
+            }
+        );
+        // Other echoes (ours, or typed in the phone app) say nothing, and are not unreadable.
+        let echoes = r#"{"messages":[
+            {"messageId":"e1","isEcho":true,"status":"sent","type":"text","text":"x","chatType":"whatsapp","chatId":"79001234567"},
+            {"messageId":"e2","isEcho":true,"type":"text","text":"from the phone","sentFromApp":true},
+            {"messageId":"e3","isEcho":true,"status":"read","isEdited":true}]}"#;
+        assert_eq!(batch(echoes.as_bytes()), Batch::default());
+    }
+
+    #[test]
+    fn every_documented_type_maps() {
+        let item = |kind: &str, extra: &str| {
+            one_inbound(&format!(
+                r#"{{"messageId":"m","isEcho":false,"status":"inbound","chatType":"whatsapp",
+                "chatId":"79001234567","type":"{kind}"{extra}}}"#
+            ))
+            .content
+        };
+        let uri = r#","contentUri":"https://store.wazzup24.com/f.jpg""#;
+        let media = |caption: Option<&str>| Media {
+            url: Some("https://store.wazzup24.com/f.jpg".into()),
+            caption: caption.map(str::to_owned),
+            ..Media::default()
+        };
+        assert_eq!(
+            item("image", &format!(r#"{uri},"text":"mira""#)),
+            Content::Image(media(Some("mira")))
+        );
+        assert_eq!(item("video", uri), Content::Video(media(None)));
+        assert_eq!(item("audio", uri), Content::Audio(media(None)));
+        assert_eq!(
+            item("document", &format!(r#"{uri},"text":"""#)),
+            Content::Document(media(None))
+        );
+        for kind in [
+            "vcard",
+            "geo",
+            "wapi_template",
+            "unsupported",
+            "missing_call",
+        ] {
+            assert_eq!(
+                item(kind, r#","text":"x""#),
+                Content::unsupported(format!("Wazzup documents no `{kind}` message payload")),
+            );
+        }
+        assert_eq!(
+            item("text", ""),
+            Content::unsupported("Wazzup text message without text")
+        );
+        let untyped = one_inbound(r#"{"messageId":"m","isEcho":false}"#);
+        assert_eq!(
+            untyped.content,
+            Content::unsupported("the message has no type")
+        );
+    }
+
+    #[test]
+    fn customer_fields_quote_and_chat_type() {
+        let got = one_inbound(
+            r#"{"messageId":"m1","channelId":"ch-1","chatType":"whatsapp","chatId":"79001234567",
+            "dateTime":"2026-07-31T15:27:44.832Z","type":"text","isEcho":false,"status":"inbound",
+            "text":"да","contact":{"name":"Анна","avatarUri":"https://x"},
+            "quotedMessage":{"messageId":"f66c53a6-957a-46b2-b41b-5a2ef4844bcb","text":"¿Confirmas?"}}"#,
+        );
+        assert_eq!(got.from.as_deref(), Some("+79001234567"));
+        assert_eq!(got.profile_name.as_deref(), Some("Анна"));
+        assert_eq!(got.sender.as_deref(), Some("ch-1"));
+        assert_eq!(
+            got.context_id.as_deref(),
+            Some("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")
+        );
+        assert_eq!(
+            got.timestamp,
+            Utc.with_ymd_and_hms(2026, 7, 31, 15, 27, 44)
+                .single()
+                .map(|t| t + chrono::Duration::milliseconds(832))
+        );
+        // Another messenger's chat id is no phone number.
+        let telegram = one_inbound(
+            r#"{"messageId":"m2","chatType":"telegram","chatId":"79001234567","isEcho":false,"type":"text","text":"x"}"#,
+        );
+        assert_eq!(telegram.from, None);
+    }
+
+    #[test]
+    fn edits_and_deletions_get_their_own_stable_ids() {
+        let original = r#"{"messageId":"m1","isEcho":false,"type":"text","text":"hola",
+            "dateTime":"2026-07-31T15:00:00.000Z"}"#;
+        let edit = |at: &str| {
+            format!(
+                r#"{{"messageId":"m1","isEcho":false,"isEdited":true,"type":"text","text":"hola!",
+                "dateTime":"{at}"}}"#
+            )
+        };
+        let deleted = r#"{"messageId":"m1","isEcho":false,"isDeleted":true,"type":"text",
+            "text":"hola","dateTime":"2026-07-31T15:09:00.000Z"}"#;
+        let first = one_inbound(&edit("2026-07-31T15:05:00.000Z"));
+        assert_eq!(
+            first.provider_message_id,
+            "m1#edited@2026-07-31T15:05:00.000Z"
+        );
+        assert_eq!(
+            first.content,
+            Content::Text(inbound::Text {
+                body: "hola!".into()
+            })
+        );
+        let ids = [
+            one_inbound(original).provider_message_id,
+            first.provider_message_id.clone(),
+            one_inbound(&edit("2026-07-31T15:06:00.000Z")).provider_message_id,
+            one_inbound(deleted).provider_message_id,
+        ];
+        assert_eq!(ids[0], "m1");
+        assert_eq!(ids[3], "m1#deleted");
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        // A retry of the same webhook names the same edit, even without a dateTime.
+        let undated =
+            r#"{"messageId":"m1","isEcho":false,"isEdited":true,"type":"text","text":"b"}"#;
+        let undated_id = one_inbound(undated).provider_message_id;
+        assert!(undated_id.starts_with("m1#edited@sha256:"), "{undated_id}");
+        assert_eq!(one_inbound(undated).provider_message_id, undated_id);
+        assert_eq!(
+            one_inbound(&edit("2026-07-31T15:05:00.000Z")).provider_message_id,
+            first.provider_message_id
+        );
+    }
+
+    #[test]
+    fn a_malformed_item_spoils_only_itself() {
+        let good_status = r#"{"messageId":"s-good","status":"read"}"#;
+        let good_message = r#"{"messageId":"in-good","isEcho":false,"type":"text","text":"hi"}"#;
+        let cases = [
+            (
+                format!(
+                    r#"{{"statuses":[{{"status":"read"}},{good_status}],"messages":[{good_message}]}}"#
+                ),
+                "missing statuses[0].messageId",
+            ),
+            (
+                format!(r#"{{"statuses":[5,{good_status}],"messages":[{good_message}]}}"#),
+                "statuses[0] must be an object",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"isEcho":false,"chatId":"79001234567"}},{good_message}]}}"#
+                ),
+                "missing messages[0].messageId",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"messageId":"x","isEcho":"no"}},{good_message}]}}"#
+                ),
+                "messages[0].isEcho must be a boolean",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"messageId":"x","type":"text"}},{good_message}]}}"#
+                ),
+                "messages[0].isEcho is missing and messages[0].status is not `inbound`",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"messageId":"x","isEcho":false,"chatId":{{"n":"79001234567"}}}},{good_message}]}}"#
+                ),
+                "messages[0].chatId must be",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"messageId":"x","isEcho":false,"quotedMessage":"79001234567"}},{good_message}]}}"#
+                ),
+                "messages[0].quotedMessage must be an object",
+            ),
+            (
+                format!(
+                    r#"{{"statuses":[{good_status}],"messages":[{{"messageId":"x","isEcho":true,"status":"error","error":[1]}},{good_message}]}}"#
+                ),
+                "messages[0].error must be an object",
+            ),
+        ];
+        for (body, needle) in cases {
+            let got = batch(body.as_bytes());
+            assert_eq!(got.unreadable.len(), 1, "{body}");
+            assert!(
+                got.unreadable[0].0.contains(needle),
+                "{body}: {:?}",
+                got.unreadable
+            );
+            assert!(
+                !got.unreadable[0].0.contains("7900"),
+                "{:?}",
+                got.unreadable
+            );
+            assert_eq!(got.receipts.len(), 1, "{body}");
+            assert_eq!(got.receipts[0].provider_message_id, "s-good");
+            assert_eq!(got.inbound.len(), 1, "{body}");
+            assert_eq!(got.inbound[0].provider_message_id, "in-good");
+        }
+    }
+
+    #[test]
+    fn render_inbound_then_parse_round_trips() {
+        let base = Inbound {
+            provider_message_id: "4f1e2d3c-0000-4000-8000-000000000001".into(),
+            from: Some("+79001234567".into()),
+            user_id: None,
+            profile_name: Some("Анна".into()),
+            timestamp: Utc.timestamp_opt(1_785_511_664, 832_000_000).single(),
+            content: Content::Text(inbound::Text {
+                body: "да".into()
+            }),
+            context_id: Some("f66c53a6-957a-46b2-b41b-5a2ef4844bcb".into()),
+            sender: Some("ch-1".into()),
+            raw: Value::Null,
+        };
+        let image = Content::Image(Media {
+            url: Some("https://store.wazzup24.com/f.jpg".into()),
+            caption: Some("mira".into()),
+            ..Media::default()
+        });
+        let cases = [
+            base.clone(),
+            Inbound {
+                content: image,
+                ..base.clone()
+            },
+            Inbound {
+                content: Content::Document(Media {
+                    url: Some("https://store.wazzup24.com/f.pdf".into()),
+                    ..Media::default()
+                }),
+                context_id: None,
+                profile_name: None,
+                sender: None,
+                ..base.clone()
+            },
+            Inbound {
+                provider_message_id: format!("m1{EDITED_MARK}2026-07-31T15:27:44.832Z"),
+                ..base.clone()
+            },
+            Inbound {
+                provider_message_id: format!("m1{DELETED_SUFFIX}"),
+                ..base.clone()
+            },
+        ];
+        for inbound in cases {
+            let body = Format.render_inbound(&inbound).unwrap();
+            let mut got = batch(&body);
+            assert!(
+                got.receipts.is_empty() && got.unreadable.is_empty(),
+                "{got:?}"
+            );
+            let mut read = got.inbound.remove(0);
+            read.raw = Value::Null;
+            assert_eq!(read, inbound);
+        }
+        // What Wazzup has no type for is rendered as its type `unsupported`.
+        let location = Inbound {
+            content: Content::Location(inbound::Location {
+                latitude: 55.75,
+                longitude: 37.62,
+                name: None,
+                address: None,
+                url: None,
+            }),
+            ..base.clone()
+        };
+        let mut read = batch(&render_inbound(&location)).inbound.remove(0);
+        read.raw = Value::Null;
+        assert_eq!(
+            read,
+            Inbound {
+                content: Content::unsupported("Wazzup documents no `unsupported` message payload"),
+                ..base
+            }
+        );
     }
 
     #[test]
@@ -315,12 +939,15 @@ mod tests {
 
     #[test]
     fn malformed_bodies_name_the_field() {
-        let cases = [
+        let whole = [
             (r#"{"statuses":{}}"#, "statuses must be an array"),
-            (
-                r#"{"statuses":[{"status":"sent"}]}"#,
-                "missing statuses[0].messageId",
-            ),
+            (r#"{"messages":"hola"}"#, "messages must be an array"),
+        ];
+        for (body, needle) in whole {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.0.contains(needle), "{body}: {err}");
+        }
+        let items = [
             (
                 r#"{"statuses":[{"messageId":1,"status":"sent"}]}"#,
                 "statuses[0].messageId must be",
@@ -329,19 +956,23 @@ mod tests {
                 r#"{"statuses":[{"messageId":"m"}]}"#,
                 "missing statuses[0].status",
             ),
-            (r#"{"statuses":["m"]}"#, "statuses[0] must be an object"),
             (
                 r#"{"statuses":[{"messageId":"m","status":"read","timestamp":true}]}"#,
-                "timestamp",
+                "statuses[0].timestamp",
             ),
             (
                 r#"{"statuses":[{"messageId":"m","status":"error","error":[1]}]}"#,
                 "statuses[0].error",
             ),
         ];
-        for (body, needle) in cases {
-            let err = parse(body.as_bytes()).unwrap_err();
-            assert!(err.0.contains(needle), "{body}: {err}");
+        for (body, needle) in items {
+            let got = batch(body.as_bytes());
+            assert_eq!(got.unreadable.len(), 1, "{body}");
+            assert!(
+                got.unreadable[0].0.contains(needle),
+                "{body}: {:?}",
+                got.unreadable
+            );
         }
         for body in testing::hostile_bodies() {
             assert!(parse(&body).is_err());

@@ -6,7 +6,15 @@
 //! - **Events**: `message.sent|delivered|read|failed`, named by the body's `event`, else by
 //!   its `data.status`. The `X-Webhook-Event` header is not covered by the signature, so it
 //!   names the event only when the body names neither ([`parse_with_event`]): it never
-//!   overrides what the signed body says. Inbound and other events carry no receipt.
+//!   overrides what the signed body says. Other events carry no receipt; other `message.*`
+//!   words and status words are listed in [`Batch::ignored_statuses`].
+//! - **Inbound** (<https://docs.whaapy.com/api-reference/webhooks/security> and
+//!   <https://docs.whaapy.com/api-reference/webhooks/management>): Whaapy documents the event `message.received` and its headers,
+//!   but no payload field. So a `message.received` body (by the same event rule) is published
+//!   as one `unsupported` message with the body's `data` (or the whole body) in `raw`, for a
+//!   consumer to read; no sender, name, time, content or quoted message is read from it. Its
+//!   id is `data.id` when that is a string, else `sha256:` and the hex SHA-256 of the body
+//!   (`body_id`).
 //! - **Assumptions** (Whaapy does not document the payload): the message id, which is the
 //!   `data.id` / `messages[0].id` UUID of the send answer, is the first of `data.id`,
 //!   `data.messageId`, `messageId`, `data.message.id`; a `failed` is explained by `data.error`
@@ -17,20 +25,23 @@
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::gateways::webhook::fields::{self, Object};
 use crate::gateways::webhook::{
-    AuthError, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat, WebhookRequest,
-    hmac_sha256_hex,
+    AuthError, Batch, Inbound, ParseError, Parsed, Receipt, ReceiptError, WebhookFormat,
+    WebhookRequest, hmac_sha256_hex,
 };
+use crate::inbound::Content;
 use crate::outcome::Status;
 
 /// The signature header (lower case, as `HeaderName` wants it).
 pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// The event name header.
 pub const EVENT_HEADER: &str = "x-webhook-event";
-/// When Whaapy sent the webhook (unix seconds in what we send; not signed).
+/// When Whaapy sent the webhook (not signed; Whaapy's docs say ISO 8601, what [`sign`] sends
+/// is unix seconds, and nothing reads it).
 pub const TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 /// The delivery's id.
 pub const ID_HEADER: &str = "x-webhook-id";
@@ -40,6 +51,12 @@ const SIGNATURE_PREFIX: &str = "sha256=";
 
 /// Status events are `message.<status>`.
 const EVENT_PREFIX: &str = "message.";
+
+/// The event of a customer's message.
+const RECEIVED_EVENT: &str = "message.received";
+
+/// Why a customer's message is `unsupported`.
+const UNDOCUMENTED: &str = "Whaapy documents no inbound message payload";
 
 /// Whaapy's status words (after [`EVENT_PREFIX`]); other `message.*` events are not receipts.
 pub const STATUSES: &[(&str, Status)] = &[
@@ -76,23 +93,18 @@ pub fn verify(secret: &Secret, request: &WebhookRequest<'_>) -> Result<(), AuthE
     }
 }
 
-/// Read the receipt, if any, in a webhook body whose event name is in the body.
+/// Read the receipt or the customer's message, if any, in a webhook body whose event name is
+/// in the body.
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     parse_with_event(body, None)
 }
 
-/// Read the receipt, if any, with the `X-Webhook-Event` header as the event name of a body
-/// that names neither an event nor a status.
+/// Read the receipt or the customer's message, if any, with the `X-Webhook-Event` header as
+/// the event name of a body that names neither an event nor a status. A body holds one item,
+/// so anything unreadable in it fails the body as a whole.
 pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parsed, ParseError> {
     let root = fields::body_object(body)?;
     let data = fields::opt_object(&root, "data", "")?;
-    let none = Ok(Parsed::receipts(Vec::new()));
-    let inbound = |obj: &Object, at: &str| -> Result<bool, ParseError> {
-        Ok(fields::opt_str(obj, "direction", at)? == Some("inbound"))
-    };
-    if inbound(&root, "")? || data.map(|d| inbound(d, "data")).transpose()? == Some(true) {
-        return none;
-    }
     let body_event = fields::opt_str(&root, "event", "")?;
     let body_status = match (body_event, data) {
         (None, Some(data)) => fields::opt_str(data, "status", "data")?,
@@ -105,6 +117,19 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
         (None, None) => header_event,
         (None, Some(_)) => None,
     };
+    if event == Some(RECEIVED_EVENT) {
+        return Ok(Parsed::Batch(Batch {
+            inbound: vec![message(&root, data, body)],
+            ..Batch::default()
+        }));
+    }
+    let none = Ok(Parsed::Batch(Batch::default()));
+    let inbound = |obj: &Object, at: &str| -> Result<bool, ParseError> {
+        Ok(fields::opt_str(obj, "direction", at)? == Some("inbound"))
+    };
+    if inbound(&root, "")? || data.map(|d| inbound(d, "data")).transpose()? == Some(true) {
+        return none;
+    }
     let word = match event {
         Some(event) => match event.strip_prefix(EVENT_PREFIX) {
             Some(word) => word,
@@ -121,7 +146,10 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
     };
     let Some(status) = fields::lookup(STATUSES, word) else {
         tracing::debug!(event = %fields::preview(word), "whaapy message event skipped");
-        return none;
+        return Ok(Parsed::Batch(Batch {
+            ignored_statuses: vec![fields::preview(word)],
+            ..Batch::default()
+        }));
     };
     let id = message_id(&root)?;
     let occurred_at = occurred_at(&root, data)?;
@@ -137,6 +165,34 @@ pub fn parse_with_event(body: &[u8], header_event: Option<&str>) -> Result<Parse
         occurred_at,
         sender: None,
     }]))
+}
+
+/// A `message.received` body as a customer's message. Whaapy documents none of its fields,
+/// so nothing is read but an id, and it cannot be unreadable: the payload is in `raw`.
+fn message(root: &Object, data: Option<&Object>, body: &[u8]) -> Inbound {
+    let id = data
+        .and_then(|data| data.get("id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty());
+    Inbound {
+        provider_message_id: id.map_or_else(|| body_id(body), str::to_owned),
+        from: None,
+        user_id: None,
+        profile_name: None,
+        timestamp: None,
+        content: Content::unsupported(UNDOCUMENTED),
+        context_id: None,
+        sender: None,
+        raw: Value::Object(data.unwrap_or(root).clone()),
+    }
+}
+
+/// The id of a customer's message without a `data.id`: `sha256:` and the hex SHA-256 of the
+/// raw body. A redelivery is assumed to repeat the signed body byte for byte, so a retry
+/// yields the same id, and hence the same inbound event id. `X-Webhook-ID` is not used: it is
+/// not signed, and Whaapy reportedly reuses it across deliveries.
+fn body_id(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 fn message_id(root: &Object) -> Result<String, ParseError> {
@@ -236,6 +292,14 @@ pub fn render(receipt: &Receipt) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A `message.received` body for `inbound`: only its id, as `data.id`, since Whaapy documents
+/// no other field. It reads back as an `unsupported` message with that id.
+pub fn render_inbound(inbound: &Inbound) -> Vec<u8> {
+    json!({"event": RECEIVED_EVENT, "data": {"id": inbound.provider_message_id}})
+        .to_string()
+        .into_bytes()
+}
+
 /// The headers Whaapy sends with `body` at `now`: signature, event (from the body), timestamp
 /// and a delivery id derived from the body (a redelivery of the same body keeps its id).
 pub fn sign(secret: &Secret, body: &[u8], now: DateTime<Utc>) -> Vec<(HeaderName, HeaderValue)> {
@@ -284,6 +348,10 @@ impl WebhookFormat for Format {
         render(receipt)
     }
 
+    fn render_inbound(&self, inbound: &Inbound) -> Option<Vec<u8>> {
+        Some(render_inbound(inbound))
+    }
+
     fn sign(
         &self,
         secret: &Secret,
@@ -302,7 +370,6 @@ mod tests {
     use reqwest::header::HeaderMap;
 
     use super::*;
-    use crate::gateways::webhook::Batch;
     use crate::gateways::webhook::fields::testing;
 
     const SECRET: &str = "whsec_whaapy";
@@ -410,10 +477,9 @@ mod tests {
         }
         // A status the body names but no receipt has (`queued`) is not replaced either.
         let queued = br#"{"data":{"id":"m1","status":"queued"}}"#;
-        assert_eq!(
-            Format.parse(queued, &read),
-            Ok(Parsed::receipts(Vec::new()))
-        );
+        let got = batch(queued, &read);
+        assert!(got.receipts.is_empty());
+        assert_eq!(got.ignored_statuses, vec!["queued"]);
     }
 
     /// The listener keeps `X-Webhook-Event` with the body: the format's parser reads it.
@@ -432,14 +498,129 @@ mod tests {
 
     #[test]
     fn inbound_and_unrelated_events_give_no_receipts() {
-        for body in [
-            r#"{"event":"message.received","data":{"id":"m1","direction":"inbound"}}"#,
-            r#"{"event":"message.sent","data":{"id":"m1","direction":"inbound"}}"#,
-            r#"{"event":"conversation.created","data":{"id":"c1"}}"#,
-            r#"{"event":"message.reaction","data":{"id":"m1"}}"#,
+        for (body, ignored) in [
+            (
+                r#"{"event":"message.received","data":{"id":"m1","direction":"inbound"}}"#,
+                vec![],
+            ),
+            (
+                r#"{"event":"message.sent","data":{"id":"m1","direction":"inbound"}}"#,
+                vec![],
+            ),
+            (
+                r#"{"event":"conversation.created","data":{"id":"c1"}}"#,
+                vec![],
+            ),
+            (
+                r#"{"event":"message.reaction","data":{"id":"m1"}}"#,
+                vec!["reaction"],
+            ),
+            (r#"{"data":{"id":"m1","status":"queued"}}"#, vec!["queued"]),
         ] {
-            assert!(receipts(body.as_bytes()).is_empty(), "{body}");
+            let got = batch(body.as_bytes(), &HeaderMap::new());
+            assert!(got.receipts.is_empty(), "{body}");
+            assert_eq!(got.ignored_statuses, ignored, "{body}");
         }
+    }
+
+    fn batch(body: &[u8], headers: &HeaderMap) -> Batch {
+        match Format.parse(body, headers).unwrap() {
+            Parsed::Batch(batch) => batch,
+            Parsed::Probe => panic!("whaapy has no probe"),
+        }
+    }
+
+    fn one_inbound(body: &[u8], headers: &HeaderMap) -> Inbound {
+        let mut got = batch(body, headers);
+        assert!(
+            got.receipts.is_empty() && got.unreadable.is_empty(),
+            "{got:?}"
+        );
+        assert_eq!(got.inbound.len(), 1);
+        got.inbound.remove(0)
+    }
+
+    /// Whaapy documents no payload, only the event name (`X-Webhook-Event: message.received`,
+    /// and `"event": "message.received"` in its delivery logs): whatever the body holds is
+    /// kept, and nothing in it is guessed at.
+    #[test]
+    fn message_received_is_one_unsupported_inbound_with_the_payload_in_raw() {
+        let body = br#"{"event":"message.received","timestamp":"2026-01-22T10:31:00Z",
+            "data":{"id":"in-1","from":"5215512345678","message":{"type":"text"}}}"#;
+        let got = one_inbound(body, &HeaderMap::new());
+        assert_eq!(
+            got,
+            Inbound {
+                provider_message_id: "in-1".into(),
+                from: None,
+                user_id: None,
+                profile_name: None,
+                timestamp: None,
+                content: Content::unsupported("Whaapy documents no inbound message payload"),
+                context_id: None,
+                sender: None,
+                raw: json!({"id": "in-1", "from": "5215512345678", "message": {"type": "text"}}),
+            }
+        );
+        assert_eq!(
+            one_inbound(body, &HeaderMap::new()),
+            got,
+            "a retry is the same"
+        );
+
+        // Named only by the kept header, with no string `data.id`: the id is the body's hash.
+        let received = testing::headers(&[("X-Webhook-Event", "message.received")]);
+        for body in [
+            r#"{"data":{"id":42,"text":"hola"}}"#,
+            r#"{"data":{"conversation_id":"c1"}}"#,
+            r#"{"conversation_id":"c1"}"#,
+        ] {
+            let got = one_inbound(body.as_bytes(), &received);
+            let hash = format!("sha256:{}", hex::encode(Sha256::digest(body.as_bytes())));
+            assert_eq!(got.provider_message_id, hash, "{body}");
+            assert_eq!(one_inbound(body.as_bytes(), &received), got, "{body}");
+            let root: Value = serde_json::from_str(body).unwrap();
+            let raw = root.get("data").unwrap_or(&root);
+            assert_eq!(&got.raw, raw, "{body}");
+        }
+    }
+
+    /// The unsigned header cannot turn a signed receipt into a customer's message, nor the
+    /// other way round.
+    #[test]
+    fn the_header_never_makes_or_unmakes_an_inbound_message() {
+        let received = testing::headers(&[("X-Webhook-Event", "message.received")]);
+        let status = br#"{"data":{"id":"m1","status":"delivered"}}"#;
+        let got = batch(status, &received);
+        assert!(got.inbound.is_empty());
+        assert_eq!(got.receipts.len(), 1);
+        let event = br#"{"event":"message.read","data":{"id":"m1"}}"#;
+        assert!(batch(event, &received).inbound.is_empty());
+        let read = testing::headers(&[("X-Webhook-Event", "message.read")]);
+        let inbound = br#"{"event":"message.received","data":{"id":"in-1"}}"#;
+        let got = batch(inbound, &read);
+        assert_eq!((got.inbound.len(), got.receipts.len()), (1, 0));
+    }
+
+    #[test]
+    fn render_inbound_then_parse_round_trips() {
+        let inbound = Inbound {
+            provider_message_id: "in-round".into(),
+            from: None,
+            user_id: None,
+            profile_name: None,
+            timestamp: None,
+            content: Content::unsupported(UNDOCUMENTED),
+            context_id: None,
+            sender: None,
+            raw: json!({"id": "in-round"}),
+        };
+        let body = Format.render_inbound(&inbound).unwrap();
+        assert_eq!(one_inbound(&body, &HeaderMap::new()), inbound);
+        // Signed the way Whaapy would, its event header agrees with the body.
+        let headers = testing::signed(sign(&Secret::new(SECRET), &body, Utc::now()));
+        assert_eq!(headers[EVENT_HEADER], RECEIVED_EVENT);
+        assert_eq!(one_inbound(&body, &headers), inbound);
     }
 
     #[test]
