@@ -212,6 +212,89 @@ async fn meta_replies_and_reactions_carry_their_job() {
     );
 }
 
+/// Every other gateway, as far as its documentation goes: Wazzup's quote of a sent message
+/// carries that job; Waspy's and seven.io's texts arrive as `text` (neither documents a reply
+/// context); Whaapy's `message.received` arrives as `unsupported` with its body in `raw`.
+#[tokio::test]
+async fn every_gateway_posts_what_its_documentation_allows() {
+    let (app, _core, _stop) = app("in-gateways", MockOptions::default(), "").await;
+    let sent = send(&app, text_job("wz-1847", "wazzup-ru")).await;
+    let wazzup_id = sent.provider_message_id.expect("wazzup message id");
+    let cases: [(&str, ProviderKind, Inbound, InboundType, Option<&str>); 4] = [
+        (
+            "wazzup-ru",
+            ProviderKind::Wazzup,
+            customer_message(
+                "wz-in-1",
+                Content::Text(Text { body: "Sí".into() }),
+                Some(&wazzup_id),
+            ),
+            InboundType::Text,
+            Some("wz-1847"),
+        ),
+        (
+            "waspy-ar",
+            ProviderKind::Waspy,
+            customer_message("wp-in-1", Content::Text(Text { body: "Sí".into() }), None),
+            InboundType::Text,
+            None,
+        ),
+        (
+            "seven-de",
+            ProviderKind::Seven,
+            customer_message(
+                "ignored: seven.io posts no id",
+                Content::Text(Text { body: "Sí".into() }),
+                None,
+            ),
+            InboundType::Text,
+            None,
+        ),
+        (
+            "whaapy-mx",
+            ProviderKind::Whaapy,
+            customer_message("wh-in-1", Content::Text(Text { body: "Sí".into() }), None),
+            InboundType::Unsupported,
+            None,
+        ),
+    ];
+    for (channel, provider, message, kind, job) in cases {
+        let body = webhooks::render_inbound(provider, &message).expect("renders inbound");
+        assert_eq!(
+            post(&app, channel, provider, &body).await,
+            StatusCode::OK,
+            "{channel}"
+        );
+        let event = &app.inbound_events(1).await[0];
+        assert_eq!(
+            (event.channel.as_str(), event.kind),
+            (channel, kind),
+            "{event:#?}"
+        );
+        assert!(event.raw.is_object(), "{channel}: raw kept");
+        if kind == InboundType::Text {
+            assert_eq!(event.from.as_deref(), Some(TO), "{channel}");
+            assert_eq!(event.content, Content::Text(Text { body: "Sí".into() }));
+        }
+        assert_eq!(
+            event.context.as_ref().and_then(|c| c.job_id.as_deref()),
+            job,
+            "{channel}"
+        );
+        if job.is_some() {
+            assert_eq!(event.context.as_ref().unwrap().metadata, metadata_1847());
+        }
+        // The gateway's retry publishes nothing new.
+        assert_eq!(post(&app, channel, provider, &body).await, StatusCode::OK);
+    }
+    assert!(
+        app.try_next_inbound(Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    assert_eq!(app.settled_queue_len(&app.topology.dead_queue, 0).await, 0);
+}
+
 /// Two Meta numbers on one app callback URL: every status and message goes to the channel
 /// whose sender its `phone_number_id` is, whichever channel's URL was called.
 #[tokio::test]

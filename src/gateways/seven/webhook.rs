@@ -29,7 +29,6 @@ use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::config::Secret;
 use crate::gateways::webhook::fields::{self, Object};
@@ -143,7 +142,7 @@ fn is_wa_mo(root: &Object) -> bool {
 /// text from the same number within the same `timestamp` second would share an id.
 /// `X-Nonce` is no substitute: it is new on every delivery.
 fn body_id(body: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+    fields::content_id(body)
 }
 
 /// A `wa_mo` body as a customer's message. Only a documented field of the wrong type makes it
@@ -616,7 +615,9 @@ mod tests {
             Inbound {
                 provider_message_id: format!(
                     "sha256:{}",
-                    hex::encode(Sha256::digest(WA_MO_EXAMPLE.as_bytes()))
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                        WA_MO_EXAMPLE.as_bytes()
+                    ))
                 ),
                 from: Some("+491701234567".into()),
                 user_id: None,

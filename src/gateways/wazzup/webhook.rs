@@ -235,11 +235,7 @@ fn edit_id(id: &str, deleted: bool, edited: bool, date_time: Option<&str>, item:
     } else if edited {
         let when = match date_time {
             Some(date_time) => date_time.to_owned(),
-            None => {
-                use sha2::{Digest, Sha256};
-                let canonical = serde_json::to_vec(item).unwrap_or_default();
-                format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
-            }
+            None => fields::content_id(&serde_json::to_vec(item).unwrap_or_default()),
         };
         format!("{id}{EDITED_MARK}{when}")
     } else {

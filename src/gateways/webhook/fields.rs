@@ -36,6 +36,14 @@ pub(crate) fn body_object(body: &[u8]) -> Result<Object, ParseError> {
     }
 }
 
+/// A stable id for an item a gateway posts without one: `sha256:` and the hex SHA-256 of
+/// `bytes` (the raw body, or the item as JSON). A gateway's retry repeats the bytes, so it
+/// yields the same id, and hence the same inbound event id.
+pub(crate) fn content_id(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 /// The JSON type of `value`, for messages.
 pub(crate) fn kind(value: &Value) -> &'static str {
     match value {

@@ -25,7 +25,6 @@
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::gateways::webhook::fields::{self, Object};
@@ -192,7 +191,7 @@ fn message(root: &Object, data: Option<&Object>, body: &[u8]) -> Inbound {
 /// yields the same id, and hence the same inbound event id. `X-Webhook-ID` is not used: it is
 /// not signed, and Whaapy reportedly reuses it across deliveries.
 fn body_id(body: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+    fields::content_id(body)
 }
 
 fn message_id(root: &Object) -> Result<String, ParseError> {
@@ -576,7 +575,10 @@ mod tests {
             r#"{"conversation_id":"c1"}"#,
         ] {
             let got = one_inbound(body.as_bytes(), &received);
-            let hash = format!("sha256:{}", hex::encode(Sha256::digest(body.as_bytes())));
+            let hash = format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))
+            );
             assert_eq!(got.provider_message_id, hash, "{body}");
             assert_eq!(one_inbound(body.as_bytes(), &received), got, "{body}");
             let root: Value = serde_json::from_str(body).unwrap();
