@@ -1,6 +1,6 @@
 //! The `mensajero` command: worker, operator tools, producer and mock gateway.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use mensajero::broker::{self, Producer, Topology};
 use mensajero::config::{Config, MockOptions, Secret};
 use mensajero::gateways::simulator as mock;
+use mensajero::inbound::InboundType;
 use mensajero::outcome::Outcome;
 
 // jemalloc, not glibc's malloc: a job makes ~440 allocations, many of them past glibc's
@@ -72,8 +73,12 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
-    /// Print the JSON Schema of a job.
-    Schema,
+    /// Print the JSON Schema of a job (or, with --inbound, of an inbound event).
+    Schema {
+        /// The schema of inbound message events (`docs/inbound.schema.json`) instead.
+        #[arg(long)]
+        inbound: bool,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -90,13 +95,17 @@ enum Command {
         command: DlqCommand,
     },
     /// Print outcome events as they arrive.
-    Outcomes {
-        /// Stop after this many events.
-        #[arg(long)]
-        count: Option<usize>,
-        /// Stop after this long without an event.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        idle: Option<Duration>,
+    Outcomes(WatchArgs),
+    /// Print inbound message events (customers' messages) as they arrive, one JSON line each.
+    Inbound {
+        /// Only messages that came in on this channel.
+        #[arg(long, value_parser = parse_channel)]
+        channel: Option<String>,
+        /// Only messages of this type (`text`, `reply`, `image`, …).
+        #[arg(long = "type", value_name = "TYPE", value_parser = parse_inbound_type)]
+        kind: Option<InboundType>,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Run the gateway simulator as an HTTP server speaking every gateway's API, with
     /// `/_mock/stats` and `/_mock/script` (scripted errors) for tests.
@@ -128,6 +137,17 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         webhook_secret_env: Option<String>,
     },
+}
+
+/// When a command that prints events as they arrive stops.
+#[derive(clap::Args)]
+struct WatchArgs {
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this long without an event.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle: Option<Duration>,
 }
 
 #[derive(Subcommand)]
@@ -278,8 +298,12 @@ fn init_logging(format: LogFormat) {
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
-        Command::Schema => {
-            print!("{}", mensajero::job::json_schema_text());
+        Command::Schema { inbound } => {
+            if inbound {
+                print!("{}", mensajero::inbound::json_schema_text());
+            } else {
+                print!("{}", mensajero::job::json_schema_text());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
@@ -361,10 +385,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
                 Command::Topology { delete } => topology(&config, delete).await?,
                 Command::Enqueue(args) => return enqueue(&config, args).await,
-                Command::Outcomes { count, idle } => outcomes(&config, count, idle).await?,
+                Command::Outcomes(watch) => outcomes(&config, watch).await?,
+                Command::Inbound {
+                    channel,
+                    kind,
+                    watch,
+                } => inbound(&config, channel.as_deref(), kind, watch).await?,
                 Command::Dlq { command } => return dlq(&config, command).await,
                 Command::Cancel(args) => return cancel(&config, args).await,
-                Command::Schema | Command::Config { .. } | Command::MockGateway { .. } => {
+                Command::Schema { .. } | Command::Config { .. } | Command::MockGateway { .. } => {
                     unreachable!("handled above")
                 }
             }
@@ -512,13 +541,81 @@ async fn enqueue(config: &Config, args: EnqueueArgs) -> anyhow::Result<std::proc
     })
 }
 
-async fn outcomes(
+async fn outcomes(config: &Config, watch: WatchArgs) -> anyhow::Result<()> {
+    let topology = Topology::from_config(&config.amqp);
+    let feed = Feed {
+        name: "outcomes",
+        exchange: &topology.outcomes_exchange,
+        binding: "#".into(),
+        print: print_outcome,
+    };
+    watch_events(config, &topology, feed, watch).await
+}
+
+async fn inbound(
     config: &Config,
-    count: Option<usize>,
-    idle: Option<Duration>,
+    channel: Option<&str>,
+    kind: Option<InboundType>,
+    watch: WatchArgs,
 ) -> anyhow::Result<()> {
     let topology = Topology::from_config(&config.amqp);
-    let connection = broker::connect(&config.amqp.url, "mensajero-outcomes")
+    let feed = Feed {
+        name: "inbound",
+        exchange: &topology.inbound_exchange,
+        binding: inbound_binding(channel, kind),
+        print: print_inbound,
+    };
+    watch_events(config, &topology, feed, watch).await
+}
+
+/// The binding on `<type>.<channel>` routing keys that `--channel` and `--type` ask for.
+fn inbound_binding(channel: Option<&str>, kind: Option<InboundType>) -> String {
+    match (kind, channel) {
+        (None, None) => "#".into(),
+        (kind, channel) => format!(
+            "{}.{}",
+            kind.map_or("*", InboundType::as_str),
+            channel.unwrap_or("*")
+        ),
+    }
+}
+
+fn parse_inbound_type(value: &str) -> Result<InboundType, String> {
+    InboundType::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
+        .ok_or_else(|| {
+            let names: Vec<_> = InboundType::ALL.iter().map(|k| k.as_str()).collect();
+            format!("not an inbound type; one of: {}", names.join(", "))
+        })
+}
+
+fn parse_channel(value: &str) -> Result<String, String> {
+    // A dot, `*` or `#` would change what the binding matches instead of naming a channel.
+    if mensajero::config::valid_channel_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err("channel names are 1–64 of [A-Za-z0-9_-]".into())
+    }
+}
+
+/// An event stream to watch: the exchange, the binding on it, how to print one event.
+struct Feed<'a> {
+    /// Names the connection in the broker's management views.
+    name: &'static str,
+    exchange: &'a str,
+    binding: String,
+    print: fn(&mut dyn Write, &[u8]) -> std::io::Result<()>,
+}
+
+/// Print `feed`'s events to stdout as they arrive, until `watch`'s limits or a signal.
+async fn watch_events(
+    config: &Config,
+    topology: &Topology,
+    feed: Feed<'_>,
+    watch: WatchArgs,
+) -> anyhow::Result<()> {
+    let connection = broker::connect(&config.amqp.url, &format!("mensajero-{}", feed.name))
         .await
         .context("connecting to RabbitMQ")?;
     let channel = connection.create_channel().await?;
@@ -538,8 +635,8 @@ async fn outcomes(
     channel
         .queue_bind(
             queue.name().clone(),
-            topology.outcomes_exchange.as_str().into(),
-            "#".into(),
+            feed.exchange.into(),
+            feed.binding.as_str().into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -552,42 +649,72 @@ async fn outcomes(
             FieldTable::default(),
         )
         .await?;
+    // Events published before the binding exists are not seen: scripts wait for this line.
+    tracing::info!(exchange = %feed.exchange, binding = %feed.binding, "watching");
     let shutdown = shutdown_signal();
     let mut seen = 0usize;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4)) => break,
+            _ = tokio::time::sleep(watch.idle.unwrap_or(Duration::MAX / 4)) => break,
             next = consumer.next() => next,
         };
         let Some(delivery) = next else { break };
         let delivery = delivery?;
-        match serde_json::from_slice::<Outcome>(&delivery.data) {
-            Ok(o) => {
-                let detail = match (&o.error, &o.provider_message_id, &o.original_job_id) {
-                    (Some(e), _, _) => format!("{}/{}: {}", e.class.as_str(), e.code, e.message),
-                    (None, _, Some(original)) => format!("duplicate of {original}"),
-                    (None, Some(id), None) => format!("provider id {id}"),
-                    _ => String::new(),
-                };
-                println!(
-                    "{:<28} {:<24} attempt {} {}",
-                    o.routing_key(),
-                    o.job_id,
-                    o.attempt,
-                    detail
-                );
-            }
-            Err(_) => println!("{}", String::from_utf8_lossy(&delivery.data)),
+        match (feed.print)(&mut std::io::stdout().lock(), &delivery.data) {
+            // The reader went away (`| head -1`): as for any Unix filter, that ends the watch.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            result => result?,
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
         seen += 1;
-        if count.is_some_and(|c| seen >= c) {
+        if watch.count.is_some_and(|c| seen >= c) {
             break;
         }
     }
     connection.close(200, "done".into()).await?;
     Ok(())
+}
+
+/// One outcome as a table row.
+fn print_outcome(out: &mut dyn Write, body: &[u8]) -> std::io::Result<()> {
+    let Ok(o) = serde_json::from_slice::<Outcome>(body) else {
+        return writeln!(out, "{}", String::from_utf8_lossy(body));
+    };
+    let detail = match (&o.error, &o.provider_message_id, &o.original_job_id) {
+        (Some(e), _, _) => format!("{}/{}: {}", e.class.as_str(), e.code, e.message),
+        (None, _, Some(original)) => format!("duplicate of {original}"),
+        (None, Some(id), None) => format!("provider id {id}"),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "{:<28} {:<24} attempt {} {}",
+        o.routing_key(),
+        o.job_id,
+        o.attempt,
+        detail
+    )
+}
+
+/// One inbound event as one line of JSON.
+fn print_inbound(out: &mut dyn Write, body: &[u8]) -> std::io::Result<()> {
+    // Any JSON passes, not only what parses as this version's `InboundEvent`: a newer worker's
+    // extra fields must reach the reader, not be refused here.
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        // The worker's compact JSON goes out as it came, its fields in their published order.
+        Ok(_) if !body.contains(&b'\n') && !body.contains(&b'\r') => {
+            out.write_all(body)?;
+            out.write_all(b"\n")
+        }
+        Ok(event) => writeln!(out, "{event}"),
+        // stdout stays JSON lines for `jq` and the like; anything else goes to the log.
+        Err(e) => {
+            let body = String::from_utf8_lossy(body);
+            tracing::warn!(error = %e, %body, "an inbound message that is not JSON: not printed");
+            Ok(())
+        }
+    }
 }
 
 async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<std::process::ExitCode> {

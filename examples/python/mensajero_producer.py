@@ -1,4 +1,5 @@
-"""Publish mensajero send jobs and cancels, and watch outcomes, from Python (pika).
+"""Publish mensajero send jobs and cancels, and watch outcomes and inbound messages, from
+Python (pika).
 
 A small library for producers that are not Rust; ``mensajero_py.py`` is its command line.
 It mirrors what mensajero's own producer does (README "Sending a job", SPEC §1 and §5):
@@ -10,19 +11,21 @@ It mirrors what mensajero's own producer does (README "Sending a job", SPEC §1 
   queue comes back as a *return*, which is a failure here even though the broker acks it;
 * outcomes are read from a private, exclusive, auto-delete queue bound to the topic exchange
   ``<prefix>.outcomes`` (routing keys ``<status>.<channel>``), so watching never steals or
-  holds back anyone else's events.
+  holds back anyone else's events; inbound messages (customers' replies) the same way from
+  ``<prefix>.inbound`` (routing keys ``<type>.<channel>``, format in docs/inbound.schema.json).
 
 Only the standard library and pika. Python 3.9+.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import pika
 from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
@@ -229,23 +232,21 @@ class Producer:
             raise PublishError(f"channel closed by the broker: {e.reply_code} {e.reply_text}") from e
 
 
-def watch_outcomes(
-    url: Optional[str] = None,
-    prefix: Optional[str] = None,
-    bindings: Iterable[str] = ("#",),
-    idle: Optional[float] = None,
-    on_ready: Optional[Callable[[str], None]] = None,
-) -> Iterator[Outcome]:
-    """Yield outcome events as they arrive, acking each after it is yielded (at least once:
-    deduplicate on ``event_id``). ``bindings`` are topic patterns on ``<status>.<channel>``:
-    ``#`` for all, ``*.demo`` for one channel, ``failed.#`` for failures. Stops after ``idle``
-    seconds without an event (never, when ``None``). ``on_ready`` is called with the queue's
-    name once it is bound: events published before that are not seen."""
+def _watch(
+    exchange_name: str,
+    url: Optional[str],
+    prefix: Optional[str],
+    bindings: Iterable[str],
+    idle: Optional[float],
+    on_ready: Optional[Callable[[str], None]],
+) -> Iterator[Tuple[str, bytes]]:
+    """Yield (routing key, body) from the topic exchange ``<prefix>.<exchange_name>`` through
+    a private queue bound with ``bindings``, acking each after it is yielded."""
     url = url or env_url()
     prefix = prefix or env_prefix()
-    exchange = f"{prefix}.outcomes"
+    exchange = f"{prefix}.{exchange_name}"
     params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": "mensajero-python-outcomes"}
+    params.client_properties = {"connection_name": f"mensajero-python-{exchange_name}"}
     connection = pika.BlockingConnection(params)
     try:
         channel = connection.channel()
@@ -261,26 +262,53 @@ def watch_outcomes(
         for method, _properties, body in channel.consume(queue, inactivity_timeout=idle):
             if method is None:  # idle for `idle` seconds
                 break
-            try:
-                event = json.loads(body)
-            except ValueError:
-                event = {"job_id": "?", "raw": body.decode("utf-8", "replace")}
-            yield Outcome(method.routing_key, event)
+            yield method.routing_key, body
             channel.basic_ack(method.delivery_tag)
     finally:
         if connection.is_open:
             connection.close()
 
 
-def watch_inbound(*_args: Any, **_kwargs: Any) -> Iterator[Dict[str, Any]]:
-    """INBOUND EVENTS: not available yet.
+def watch_outcomes(
+    url: Optional[str] = None,
+    prefix: Optional[str] = None,
+    bindings: Iterable[str] = ("#",),
+    idle: Optional[float] = None,
+    on_ready: Optional[Callable[[str], None]] = None,
+) -> Iterator[Outcome]:
+    """Yield outcome events as they arrive, acking each after it is yielded (at least once:
+    deduplicate on ``event_id``). ``bindings`` are topic patterns on ``<status>.<channel>``:
+    ``#`` for all, ``*.demo`` for one channel, ``failed.#`` for failures. Stops after ``idle``
+    seconds without an event (never, when ``None``). ``on_ready`` is called with the queue's
+    name once it is bound: events published before that are not seen."""
+    # closing(): the connection goes when the caller stops iterating, not when the inner
+    # generator happens to be collected.
+    with contextlib.closing(_watch("outcomes", url, prefix, bindings, idle, on_ready)) as events:
+        for routing_key, body in events:
+            try:
+                event = json.loads(body)
+            except ValueError:
+                event = {"job_id": "?", "raw": body.decode("utf-8", "replace")}
+            yield Outcome(routing_key, event)
 
-    SPEC §10 names the topic exchange ``<prefix>.inbound`` (routing key ``<type>.<channel>``)
-    for customers' messages; the worker does not publish it yet and its event format is being
-    defined in its own issue. Once it lands this will mirror ``watch_outcomes``: a private
-    queue bound to ``<prefix>.inbound`` with patterns such as ``#`` or ``text.<channel>``,
-    yielding each event as a dict and acking it.
-    """
-    raise NotImplementedError(
-        "inbound events are not published by this mensajero version yet (SPEC §10)"
-    )
+
+def watch_inbound(
+    url: Optional[str] = None,
+    prefix: Optional[str] = None,
+    bindings: Iterable[str] = ("#",),
+    idle: Optional[float] = None,
+    on_ready: Optional[Callable[[str], None]] = None,
+) -> Iterator[Dict[str, Any]]:
+    """Yield inbound message events (what customers write back) as dicts, acking each after
+    it is yielded (at least once: deduplicate on ``event_id``, which stays the same when a
+    gateway repeats a webhook). ``bindings`` are topic patterns on ``<type>.<channel>``:
+    ``#`` for all, ``*.demo`` for one channel, ``reply.*`` for answers to buttons and lists.
+    ``idle`` and ``on_ready`` as for ``watch_outcomes``. A body that is not JSON (mensajero
+    never publishes one) comes as ``{"unreadable": <its text>}``."""
+    with contextlib.closing(_watch("inbound", url, prefix, bindings, idle, on_ready)) as events:
+        for _routing_key, body in events:
+            try:
+                event = json.loads(body)
+            except ValueError:
+                event = {"unreadable": body.decode("utf-8", "replace")}
+            yield event

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""mensajero from Python: send jobs, cancel them, watch outcomes.
+"""mensajero from Python: send jobs, cancel them, watch outcomes and inbound messages.
 
     python mensajero_py.py send --to +5491126032641 --text "Hola!"
     python mensajero_py.py send --file ../jobs.jsonl          # one JSON job a line, or - for stdin
     python mensajero_py.py watch                              # every outcome; --binding '*.demo'
+    python mensajero_py.py inbound                            # customers' messages, JSON lines
     python mensajero_py.py cancel --key pedido-1847-confirmacion
 
 Connection settings come from --url / --prefix, else MENSAJERO__AMQP__URL /
@@ -16,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, TextIO, Tuple
 
 from mensajero_producer import (
     DEFAULT_CHANNEL,
+    Outcome,
     Producer,
     PublishError,
     env_prefix,
@@ -94,17 +96,25 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
+def print_events(
+    args: argparse.Namespace,
+    exchange_name: str,
+    watch: Callable[..., Iterator[Any]],
+    line: Callable[[Any], str],
+    ready_to: TextIO,
+) -> int:
+    """Print ``watch``'s events one line each, after saying on ``ready_to`` that the queue is
+    bound (what was published before that is not seen)."""
     bindings = args.binding or ["#"]
-    exchange = f"{args.prefix or env_prefix()}.outcomes"
+    exchange = f"{args.prefix or env_prefix()}.{exchange_name}"
 
     def ready(queue: str) -> None:
-        print(f"watching {exchange} ({', '.join(bindings)})", flush=True)
+        print(f"watching {exchange} ({', '.join(bindings)})", file=ready_to, flush=True)
 
     seen = 0
     try:
-        for outcome in watch_outcomes(args.url, args.prefix, bindings, args.idle, ready):
-            print(outcome.line(), flush=True)
+        for event in watch(args.url, args.prefix, bindings, args.idle, ready):
+            print(line(event), flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break
@@ -113,15 +123,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    return print_events(args, "outcomes", watch_outcomes, Outcome.line, sys.stdout)
+
+
 def cmd_inbound(args: argparse.Namespace) -> int:
-    # INBOUND EVENTS: a placeholder until the worker publishes <prefix>.inbound (SPEC §10).
-    try:
-        for event in watch_inbound(args.url, args.prefix):
-            print(json.dumps(event, ensure_ascii=False), flush=True)
-    except NotImplementedError as e:
-        print(f"inbound: {e}", file=sys.stderr)
-        return 2
-    return 0
+    # The "watching" line goes to stderr: stdout is JSON lines only, for jq and the like.
+    def line(event: Dict[str, Any]) -> str:
+        return json.dumps(event, ensure_ascii=False)
+
+    return print_events(args, "inbound", watch_inbound, line, sys.stderr)
+
+
+def add_watch_options(command: argparse.ArgumentParser, routing_key: str) -> None:
+    """--binding, --count and --idle of the commands that print events as they arrive."""
+    command.add_argument(
+        "--binding",
+        action="append",
+        help=f"routing-key pattern on {routing_key}, repeatable (default: #)",
+    )
+    command.add_argument("--count", type=int, help="exit after this many events")
+    command.add_argument("--idle", type=float, help="exit after this many seconds without one")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,16 +178,13 @@ def parser() -> argparse.ArgumentParser:
     cancel.set_defaults(run=cmd_cancel)
 
     watch = sub.add_parser("watch", parents=[common], help="print outcomes as they arrive")
-    watch.add_argument(
-        "--binding",
-        action="append",
-        help="routing-key pattern on <status>.<channel>, repeatable (default: #)",
-    )
-    watch.add_argument("--count", type=int, help="exit after this many events")
-    watch.add_argument("--idle", type=float, help="exit after this many seconds without one")
+    add_watch_options(watch, "<status>.<channel>")
     watch.set_defaults(run=cmd_watch)
 
-    inbound = sub.add_parser("inbound", parents=[common], help="(not available yet) inbound messages")
+    inbound = sub.add_parser(
+        "inbound", parents=[common], help="print inbound messages as they arrive, JSON lines"
+    )
+    add_watch_options(inbound, "<type>.<channel>")
     inbound.set_defaults(run=cmd_inbound)
     return top
 

@@ -16,8 +16,11 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use mensajero::broker::PublishError;
+use mensajero::inbound::{Content, InboundEvent, Text};
 use serde_json::{Value, json};
 
+use crate::cli::{self, Watcher};
 use crate::common::{self, TestApp, unique_prefix};
 
 const TO: &str = "+5491126032641";
@@ -462,4 +465,60 @@ async fn a_python_cancel_is_applied_by_the_worker() {
         error.message
     );
     app.assert_quiet(Duration::from_millis(500)).await;
+}
+
+/// `watch_inbound` as `mensajero_py.py inbound` runs it: an event published on the inbound
+/// exchange comes out as one JSON line equal to it, and `--binding` decides which do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_watcher_prints_inbound_messages() {
+    let Some(python) = python() else { return };
+    let prefix = unique_prefix("py-in");
+    // The watcher declares the inbound exchange itself; this deletes it afterwards.
+    let _cleanup = cli::Cleanup::new(&prefix);
+    let url = common::services().amqp_url;
+    let mut watcher = tokio::task::block_in_place(|| {
+        Watcher::start(
+            example(&python, &["inbound", "--url", &url, "--prefix", &prefix]).args([
+                "--binding",
+                "reply.*",
+                "--count",
+                "1",
+                "--idle",
+                "20",
+            ]),
+            "watching",
+        )
+    });
+    assert_eq!(
+        watcher.ready,
+        format!("watching {prefix}.inbound (reply.*)")
+    );
+
+    // A text first: outside the binding, so the reply after it must be the one line printed.
+    let text = cli::inbound_event(
+        "demo",
+        Content::Text(Text {
+            body: "Hola, ¿llega hoy?".into(),
+        }),
+    );
+    match cli::publish_inbound(&prefix, &text).await {
+        Ok(()) | Err(PublishError::Unroutable { .. }) => {}
+        Err(e) => panic!("publishing the text: {e}"),
+    }
+    let reply = cli::inbound_event("demo", cli::reply_content());
+    let published = cli::publish_inbound(&prefix, &reply).await;
+
+    let (lines, status) = tokio::task::block_in_place(|| watcher.finish(Duration::from_secs(20)));
+    let printed: Vec<InboundEvent> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("an InboundEvent"))
+        .collect();
+    // First: a text that got through also ends the watch, and then the reply has no queue.
+    assert_eq!(printed, [reply]);
+    published.expect("the watcher's queue takes the reply");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        watcher.stderr()
+    );
 }
