@@ -114,3 +114,170 @@ async fn redis_memory_per_job_is_measured_and_metadata_is_stored_once() {
         "echo_metadata = false keeps none: {rows:?}"
     );
 }
+
+/// The three-node RabbitMQ cluster of `scripts/cluster.sh`, started for a campaign and stopped
+/// (by process id) when dropped; `None`, with the reason printed, where it cannot start.
+struct RabbitCluster {
+    nodes: Vec<String>,
+}
+
+impl RabbitCluster {
+    fn script(args: &[&str]) -> std::process::Output {
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
+            .args(args)
+            .output()
+            .expect("run scripts/cluster.sh")
+    }
+
+    fn up() -> Option<Self> {
+        let up = Self::script(&["up", "rabbit"]);
+        if !up.status.success() {
+            eprintln!(
+                "SKIPPED: the RabbitMQ cluster did not start: {}",
+                String::from_utf8_lossy(&up.stderr)
+            );
+            return None;
+        }
+        let dir = std::env::var("MENSAJERO_CLUSTER_DIR")
+            .unwrap_or_else(|_| "/tmp/mensajero-cluster".into());
+        let env = std::fs::read_to_string(format!("{dir}/env")).expect("cluster env file");
+        let urls = env
+            .lines()
+            .find_map(|l| l.split_once("MENSAJERO_CLUSTER_AMQP_URLS=").map(|(_, v)| v))
+            .expect("cluster AMQP URLs")
+            .trim_matches(['"', '\''])
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        Some(Self { nodes: urls })
+    }
+
+    fn kill(&self, node: usize) {
+        let out = Self::script(&["kill", "rabbit", &node.to_string()]);
+        assert!(out.status.success(), "kill rabbit {node}: {out:?}");
+    }
+
+    fn start(&self, node: usize) {
+        let out = Self::script(&["start", "rabbit", &node.to_string()]);
+        assert!(out.status.success(), "start rabbit {node}: {out:?}");
+    }
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        let _ = Self::script(&["down", "rabbit"]);
+    }
+}
+
+/// Campaign: jobs flow through a worker given the three nodes while nodes 1 and 2 are killed
+/// with `kill -9` in turn (whichever the worker is on dies at some point) and come back. The
+/// producer and the outcome tap use node 3. Every job ends `sent` exactly once (repeats of an
+/// event keep its `event_id`), the gateway sends each key once, the dead-letter queue is empty.
+#[tokio::test]
+async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
+    let Some(cluster) = tokio::task::spawn_blocking(RabbitCluster::up)
+        .await
+        .expect("cluster start-up")
+    else {
+        return;
+    };
+    let jobs: usize = std::env::var("CHAOS_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    let (core, gateway, _stop) = common::start_gateway(mensajero::config::MockOptions {
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let prefix = unique_prefix("cluster-kill");
+    let mut config = common::config(
+        &prefix,
+        &common::gateway_channels(&gateway),
+        common::GATEWAY_ENV,
+    );
+    // The test's own connections (producer, outcome tap) are on node 3, which stays up; the
+    // worker knows nodes 1 and 2, so whichever it is on gets killed.
+    config.amqp.url = cluster.nodes[2].clone();
+    config.amqp.urls = cluster.nodes[..2].to_vec();
+    let app = std::sync::Arc::new(TestApp::spawn(config).await);
+
+    let producer = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for i in 0..jobs {
+                app.enqueue(&json!({
+                    "id": format!("ck-{i:05}"), "channel": "waspy-ar", "to": "+5491126032641",
+                    "message": {"type": "text", "text": {"body": "hola"}}
+                }))
+                .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let faults = tokio::task::spawn_blocking(move || {
+        for node in [1, 2] {
+            std::thread::sleep(Duration::from_secs(1));
+            cluster.kill(node);
+            std::thread::sleep(Duration::from_secs(2));
+            cluster.start(node);
+        }
+        cluster
+    });
+
+    let mut sent = std::collections::HashMap::<String, std::collections::HashSet<String>>::new();
+    let mut repeats = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    while sent.len() < jobs {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {jobs} jobs sent",
+            sent.len()
+        );
+        let Some(outcome) = app.try_next_outcome(Duration::from_secs(30)).await else {
+            continue;
+        };
+        assert_ne!(outcome.status, Status::Failed, "{outcome:#?}");
+        if outcome.status == Status::Sent {
+            let ids = sent.entry(outcome.job_id.clone()).or_default();
+            if !ids.insert(outcome.event_id.clone()) || ids.len() > 1 {
+                repeats += 1;
+            }
+            assert_eq!(ids.len(), 1, "one sent event per job: {}", outcome.job_id);
+        }
+    }
+    producer.await.expect("producer");
+    let cluster = faults.await.expect("faults");
+    let stats = core.stats();
+    assert_eq!(stats.sent, jobs as u64, "each key sent once: {stats:#?}");
+    assert!(
+        stats
+            .requests_by_key
+            .values()
+            .all(|&n| n == 1 || stats.replayed > 0),
+        "repeats only as idempotent replays: {stats:#?}"
+    );
+    assert_eq!(app.settled_queue_len(&app.topology.dead_queue, 0).await, 0);
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let reconnects: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mensajero_amqp_reconnects_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(reconnects >= 1, "the worker lost its node and moved on");
+    println!(
+        "cluster-kill reconnects {reconnects} jobs {jobs} faults 2 (kill -9 of c1 then c2) sent {} repeats {repeats} gateway requests {} replayed {}",
+        sent.len(),
+        stats.requests,
+        stats.replayed
+    );
+    drop(app);
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("cluster down");
+}
