@@ -312,7 +312,7 @@ pub struct ChannelConfig {
 }
 
 /// `[channels.<name>.mock]`: how the built-in gateway simulator behaves.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MockOptions {
     /// Simulated gateway latency per request.
@@ -336,6 +336,37 @@ pub struct MockOptions {
     /// How long after a send the `read` receipt goes out; unset sends none.
     #[serde(default, with = "optional_duration")]
     pub read_after: Option<Duration>,
+    /// How long after a send the customer's reply is posted to `receipts_url`; unset sends
+    /// none.
+    #[serde(default, with = "optional_duration")]
+    pub reply_after: Option<Duration>,
+    /// Which sends get a reply: every Nth accepted, non-replayed one (1: all of them).
+    #[serde(default = "defaults::mock_reply_every")]
+    pub reply_every: u32,
+    /// A `mensajero mock-gateway` to send to instead of the in-process simulator, as its
+    /// `/mock` API (Waspy's): several workers then share one simulator, its idempotency, its
+    /// receipts and its replies, as they would a real gateway. The options above describe the
+    /// in-process simulator, so they must be left out: the remote one is configured where it
+    /// runs.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            error_rate: 0.0,
+            error_status: defaults::mock_error_status(),
+            script: Vec::new(),
+            receipts_url: None,
+            delivered_after: None,
+            read_after: None,
+            reply_after: None,
+            reply_every: defaults::mock_reply_every(),
+            gateway_url: None,
+        }
+    }
 }
 
 /// One scripted error of the mock gateway: which requests it answers, and how. The same
@@ -434,6 +465,9 @@ mod defaults {
     }
     pub fn mock_error_status() -> u16 {
         503
+    }
+    pub fn mock_reply_every() -> u32 {
+        1
     }
 }
 
@@ -788,11 +822,36 @@ impl Config {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     push(at("mock.receipts_url"), "must be an http(s) URL".into());
                 }
-            } else if mock.delivered_after.is_some() || mock.read_after.is_some() {
+            } else if mock.delivered_after.is_some()
+                || mock.read_after.is_some()
+                || mock.reply_after.is_some()
+            {
                 push(
                     at("mock.receipts_url"),
-                    "delivered_after/read_after need a receipts_url to send to".into(),
+                    "delivered_after/read_after/reply_after need a receipts_url to send to".into(),
                 );
+            }
+            if mock.reply_every == 0 {
+                push(
+                    at("mock.reply_every"),
+                    "must be at least 1 (leave reply_after out for no replies)".into(),
+                );
+            }
+            if let Some(url) = &mock.gateway_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    push(at("mock.gateway_url"), "must be an http(s) URL".into());
+                }
+                // Silently ignored options would make a test or a demo lie about what it runs.
+                let in_process = !mock.latency.is_zero()
+                    || mock.error_rate > 0.0
+                    || !mock.script.is_empty()
+                    || mock.receipts_url.is_some();
+                if in_process {
+                    push(
+                        at("mock.gateway_url"),
+                        "latency, error_rate, script and receipts describe the in-process simulator; configure the remote one where it runs".into(),
+                    );
+                }
             }
             for (i, rule) in ch.mock.script.iter().enumerate() {
                 if let Some(problem) = rule.problem() {
@@ -1133,11 +1192,25 @@ quorum_initial_group_size = 0
 provider = "mock"
 [channels.demo.mock]
 read_after = "1s"
+reply_every = 0
 script = [{ status = 200 }, { status = 503, times = 3, to = "+5491126032641" }]
+[channels.remote]
+provider = "mock"
+[channels.remote.mock]
+gateway_url = "http://127.0.0.1:8090"
+receipts_url = "http://127.0.0.1:8080/webhooks/remote"
 "#;
         let problems = Config::from_sources(Some(toml), env(&[]))
             .expect_err("invalid")
             .to_string();
+        assert!(
+            problems.contains("channels.demo.mock.reply_every"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("channels.remote.mock.gateway_url"),
+            "{problems}"
+        );
         assert!(
             problems.contains("channels.demo.mock.script[0]"),
             "{problems}"
@@ -1153,11 +1226,15 @@ provider = "mock"
 [channels.demo.mock]
 receipts_url = "http://127.0.0.1:8080/webhooks/demo"
 delivered_after = "200ms"
+reply_after = "300ms"
 script = [{ path = "/api/v2/messages", status = 503, times = 3, retry_after = 2 }]
 "#;
         let config = Config::from_sources(Some(ok), env(&[])).expect("valid");
         let mock = &config.channels["demo"].mock;
         assert_eq!(mock.delivered_after, Some(Duration::from_millis(200)));
         assert_eq!(mock.script[0].times, Some(3));
+        assert_eq!(mock.reply_after, Some(Duration::from_millis(300)));
+        assert_eq!(mock.reply_every, 1, "every send is answered unless told");
+        assert_eq!(MockOptions::default().reply_every, 1);
     }
 }

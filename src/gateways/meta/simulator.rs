@@ -206,16 +206,17 @@ async fn meta_send(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let body = Value::Object(body);
+    let receipts = ReceiptsFor {
+        job_id: callback_data,
+        ..ReceiptsFor::new(ProviderKind::Meta, Some(&to), Some(&body))
+    };
     // No idempotency key: Meta sends every request it accepts.
     let call = Call {
         path: uri.path().to_string(),
         to: Some(to.clone()),
         key: None,
         body,
-        receipts: Some(ReceiptsFor {
-            provider: ProviderKind::Meta,
-            job_id: callback_data,
-        }),
+        receipts: Some(receipts),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return injected(&InjectedError::status(500));

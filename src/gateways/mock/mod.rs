@@ -1,15 +1,25 @@
 //! The `mock` provider: the simulator ([`super::simulator`]) called in process, no HTTP, no
 //! key. It stands for Waspy's API: Waspy's send path is what its script rules match, Waspy's
 //! error table classifies its scripted errors and the codes of its receipts, and its receipts
-//! are in Waspy's webhook format. It has no simulator routes of its own.
+//! are in Waspy's webhook format. Its customers' replies are in a shape of its own
+//! (`webhook.rs`), since Waspy documents none that carries what they answer.
+//!
+//! A channel with `[channels.<name>.mock] gateway_url` sends to a `mensajero mock-gateway`
+//! instead (`remote.rs`), through Waspy's API under `/mock` (`simulator.rs`), so several
+//! workers share one simulator as they would a real gateway; its webhooks are the mock's all
+//! the same. The registry lists no simulator routes for it: the simulator's router adds these.
+
+pub mod remote;
+pub mod simulator;
+pub mod webhook;
 
 use axum::Router;
 use serde_json::Value;
 
 use super::simulator::{Call, Decision, MockCore, ReceiptsFor, injected};
 use super::{
-    Accepted, Capabilities, ChannelGateway, ChannelSetup, Gateway, SendContext, SendResult,
-    WebhookFormat, waspy,
+    Accepted, Capabilities, ChannelGateway, ChannelSetup, Gateway, HttpGateway, SendContext,
+    SendResult, WebhookFormat, waspy,
 };
 use crate::config::{MockOptions, ProviderKind, Secret};
 use crate::job::Job;
@@ -34,15 +44,27 @@ impl Gateway for MockGateway {
     }
 
     fn connect(&self, setup: ChannelSetup<'_>) -> anyhow::Result<ChannelGateway> {
+        let config = setup.config;
+        if let Some(url) = &config.mock.gateway_url {
+            // The simulator only checks that Waspy's sender and key are there.
+            let sender = config.sender.clone().unwrap_or_else(|| "mock".into());
+            let api_key = setup.api_key.unwrap_or_else(|| Secret::new("mock"));
+            let adapter = Box::new(remote::Remote::new(sender, api_key));
+            return Ok(ChannelGateway::Http(HttpGateway::new(
+                adapter,
+                url,
+                config.timeout,
+            )?));
+        }
         Ok(ChannelGateway::InProcess(InProcess::new(
-            setup.config.mock.clone(),
+            config.mock.clone(),
             setup.webhook_secret,
         )))
     }
 
-    /// Its receipts are in Waspy's format.
+    /// Its receipts are in Waspy's format, its customers' messages in its own.
     fn webhook(&self) -> &'static dyn WebhookFormat {
-        &waspy::webhook::Format
+        &webhook::Format
     }
 
     fn simulator(&self) -> Option<Router<MockCore>> {
@@ -56,8 +78,8 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// An in-process simulator behaving as `options` say; its receipts (Waspy's format) are
-    /// signed with `webhook_secret`, the channel's own.
+    /// An in-process simulator behaving as `options` say; its receipts (Waspy's format) and
+    /// replies (the mock's) are signed with `webhook_secret`, the channel's own.
     pub fn new(options: MockOptions, webhook_secret: Option<Secret>) -> Self {
         Self {
             core: MockCore::with_webhook_secret(options, webhook_secret),
@@ -83,16 +105,17 @@ impl InProcess {
     /// Simulate one send. Every canonical type is accepted: the mock stands for a gateway
     /// that can express everything, so the demo shows every type going through.
     pub async fn send(&self, job: &Job, ctx: SendContext<'_>) -> SendResult {
+        // The canonical message is Meta's message object, so its buttons are where a reply
+        // looks for them.
+        let body = serde_json::to_value(&job.message).unwrap_or(Value::Null);
+        let receipts = ReceiptsFor::new(ProviderKind::Mock, Some(&job.to), Some(&body));
         let call = Call {
             // It stands for Waspy's API, so Waspy's path is what its script rules match.
             path: waspy::simulator::PATH.to_string(),
             to: Some(job.to.clone()),
             key: Some(ctx.idempotency_key.to_string()),
-            body: serde_json::to_value(&job.message).unwrap_or(Value::Null),
-            receipts: Some(ReceiptsFor {
-                provider: ProviderKind::Mock,
-                job_id: None,
-            }),
+            body,
+            receipts: Some(receipts),
         };
         match self.core.handle(call).await {
             Decision::Sent(id) => Ok(Accepted {

@@ -253,10 +253,11 @@ async fn seven_send(
         to: recipient.as_str().map(str::to_owned),
         key: key.clone(),
         body,
-        // seven.io's reports echo the request's foreign_id.
+        // seven.io's reports echo the request's foreign_id. Its buttons are its own
+        // `interactive_type` fields, not Meta's.
         receipts: Some(ReceiptsFor {
-            provider: ProviderKind::Seven,
             job_id: key,
+            ..ReceiptsFor::new(ProviderKind::Seven, recipient.as_str(), None)
         }),
     };
     let Some(decision) = core.handle_detached(call).await else {

@@ -41,6 +41,17 @@
 //! seven.io's `foreign_id`, as the real ones do. They run on their own tasks, are retried for
 //! about two minutes ([`RETRY_DELAYS`]), and at most [`MAX_PENDING`] sends wait for theirs
 //! (see `simulator/receipts.rs`).
+//!
+//! # Replies
+//!
+//! With `reply_after` too, every `reply_every`th fresh send is answered by its recipient: a
+//! customer's message to the same URL, signed the same way, on the same retries and bound,
+//! rendered with [`super::WebhookFormat::render_inbound`]. It quotes the sent message
+//! (`context`), so the receiver can name the job it answers, and its id is `reply-<sent id>`,
+//! so a retried POST is the same message. It presses the first reply button of an
+//! interactive buttons message ([`ReceiptsFor::button`]) and otherwise says "Gracias". An API
+//! whose inbound format is not documented gets none, counted in
+//! [`Stats::replies_unrenderable`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,8 +102,8 @@ pub struct Call {
     pub receipts: Option<ReceiptsFor>,
 }
 
-/// How a fresh send's receipts must look: scheduled by [`MockCore::handle`] itself, so a send
-/// whose client hung up mid-call still gets its receipts, as with a real gateway.
+/// How a fresh send's receipts and reply must look: scheduled by [`MockCore::handle`] itself,
+/// so a send whose client hung up mid-call still gets them, as with a real gateway.
 #[derive(Debug, Clone)]
 pub struct ReceiptsFor {
     /// Whose webhook format to use: the API that was called.
@@ -100,6 +111,51 @@ pub struct ReceiptsFor {
     /// What the gateway echoes of the request (Meta's `biz_opaque_callback_data`, seven.io's
     /// `foreign_id`), if anything.
     pub job_id: Option<String>,
+    /// The recipient in E.164 with `+`: the customer a reply comes from.
+    pub recipient: Option<String>,
+    /// The first reply button of an interactive buttons message: what a reply presses.
+    pub button: Option<ReplyButton>,
+}
+
+impl ReceiptsFor {
+    /// Webhooks in `provider`'s format about a send to `to` (however the API writes the
+    /// number) of `message`, a Meta-style message object where the API has one; echoing nothing.
+    pub fn new(provider: ProviderKind, to: Option<&str>, message: Option<&Value>) -> Self {
+        Self {
+            provider,
+            job_id: None,
+            recipient: to.and_then(crate::inbound::e164),
+            button: message.and_then(ReplyButton::first_of),
+        }
+    }
+}
+
+/// A reply button as a message offered it (Meta's `interactive.action.buttons[].reply`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyButton {
+    /// The id the button was sent with, which the reply carries back.
+    pub id: String,
+    /// The text the customer sees on it.
+    pub title: String,
+}
+
+impl ReplyButton {
+    /// The first reply button of a Meta-style interactive buttons message; `None` for any
+    /// other message.
+    pub fn first_of(message: &Value) -> Option<Self> {
+        if message.get("type")?.as_str()? != "interactive" {
+            return None;
+        }
+        let interactive = message.get("interactive")?;
+        if interactive.get("type")?.as_str()? != "button" {
+            return None;
+        }
+        let reply = interactive.pointer("/action/buttons/0/reply")?;
+        Some(Self {
+            id: reply.get("id")?.as_str()?.to_owned(),
+            title: reply.get("title")?.as_str()?.to_owned(),
+        })
+    }
 }
 
 /// Counters a test or benchmark reads back.
@@ -123,8 +179,14 @@ pub struct Stats {
     pub receipts_sent: u64,
     /// Receipts given up on after every retry.
     pub receipts_failed: u64,
-    /// Sends whose receipts were dropped because too many were pending.
+    /// Sends whose receipts (and reply) were dropped because too many were pending.
     pub receipts_dropped: u64,
+    /// Customer replies the receiver accepted (2xx).
+    pub replies_sent: u64,
+    /// Replies given up on after every retry.
+    pub replies_failed: u64,
+    /// Replies not sent because the called API documents no inbound format to render them in.
+    pub replies_unrenderable: u64,
 }
 
 #[derive(Default)]
@@ -170,8 +232,8 @@ impl MockCore {
         }
     }
 
-    /// Schedule the receipts of an accepted send (none unless configured): for fresh sends
-    /// only, since a replay's receipts already went out.
+    /// Schedule the receipts and reply of an accepted send (none unless configured): for
+    /// fresh sends only, since a replay's already went out.
     fn send_receipts(&self, message: SentMessage) {
         if let Some(sender) = &self.receipts {
             sender.schedule(message);
@@ -231,6 +293,12 @@ impl MockCore {
         }
         let id = uuid::Uuid::new_v4().to_string();
         inner.stats.sent += 1;
+        // Counted under the lock, so exactly one in `reply_every` fresh sends is answered.
+        let reply = self.options.reply_after.is_some()
+            && inner
+                .stats
+                .sent
+                .is_multiple_of(u64::from(self.options.reply_every.max(1)));
         if let Some(key) = key {
             inner.by_key.insert(key.to_string(), id.clone());
         }
@@ -240,6 +308,7 @@ impl MockCore {
             self.send_receipts(SentMessage {
                 provider_message_id: gateway(receipts.provider).wire_id(&id),
                 receipts,
+                reply,
             });
         }
         Decision::Sent(id)
@@ -282,6 +351,9 @@ impl MockCore {
         stats.receipts_sent = self.receipt_counters.sent.load(Relaxed);
         stats.receipts_failed = self.receipt_counters.failed.load(Relaxed);
         stats.receipts_dropped = self.receipt_counters.dropped.load(Relaxed);
+        stats.replies_sent = self.receipt_counters.replies_sent.load(Relaxed);
+        stats.replies_failed = self.receipt_counters.replies_failed.load(Relaxed);
+        stats.replies_unrenderable = self.receipt_counters.replies_unrenderable.load(Relaxed);
         stats
     }
 
@@ -324,7 +396,9 @@ pub async fn serve(
 pub fn router(core: MockCore) -> Router {
     registry()
         .filter_map(|gateway| gateway.simulator())
-        .fold(Router::new(), Router::merge)
+        // The `mock` provider runs in process, so the registry lists no API for it; a channel
+        // that points it at a simulator (`mock.gateway_url`) calls this one.
+        .fold(super::mock::simulator::routes(), Router::merge)
         .route("/_mock/stats", get(stats))
         .route(
             "/_mock/script",
@@ -383,48 +457,143 @@ async fn script_clear(State(core): State<MockCore>) -> Json<Value> {
 mod tests {
     use super::*;
 
-    /// A gateway finishes a send whose client hung up mid-call, and its receipts follow:
-    /// the simulator must not lose them with the dropped request (the fault campaigns kill
-    /// workers mid-call and count every receipt).
-    #[tokio::test]
-    async fn a_send_whose_client_hung_up_still_gets_its_receipts() {
-        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let count = received.clone();
-        let receiver = Router::new().route(
+    /// A webhook receiver answering 200, and the bodies it took.
+    async fn receiver() -> (String, Arc<Mutex<Vec<axum::body::Bytes>>>) {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let bodies = received.clone();
+        let app = Router::new().route(
             "/hook",
-            axum::routing::post(move || async move {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                bodies.lock().unwrap().push(body);
                 StatusCode::OK
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, receiver).await });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, received)
+    }
+
+    /// Wait (up to 5 s) until `done` holds for the simulator's counters.
+    async fn until(core: &MockCore, done: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let stats = core.stats();
+            if done(&stats) {
+                return stats;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn call(provider: ProviderKind, key: &str, message: Value) -> Call {
+        Call {
+            path: crate::gateways::waspy::simulator::PATH.to_string(),
+            to: Some("5491100000001".into()),
+            key: Some(key.into()),
+            receipts: Some(ReceiptsFor::new(
+                provider,
+                Some("5491100000001"),
+                Some(&message),
+            )),
+            body: message,
+        }
+    }
+
+    /// A gateway finishes a send whose client hung up mid-call, and its receipts follow:
+    /// the simulator must not lose them with the dropped request (the fault campaigns kill
+    /// workers mid-call and count every receipt).
+    #[tokio::test]
+    async fn a_send_whose_client_hung_up_still_gets_its_receipts() {
+        let (url, received) = receiver().await;
         let core = MockCore::new(MockOptions {
             latency: Duration::from_millis(200),
             receipts_url: Some(url),
             delivered_after: Some(Duration::from_millis(10)),
             ..MockOptions::default()
         });
-        let call = Call {
-            path: crate::gateways::waspy::simulator::PATH.to_string(),
-            to: Some("+5491100000001".into()),
-            key: Some("k-1".into()),
-            body: Value::Null,
-            receipts: Some(ReceiptsFor {
-                provider: ProviderKind::Waspy,
-                job_id: None,
-            }),
-        };
-        let hung_up =
-            tokio::time::timeout(Duration::from_millis(20), core.handle_detached(call)).await;
+        let hung_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            core.handle_detached(call(ProviderKind::Waspy, "k-1", Value::Null)),
+        )
+        .await;
         assert!(hung_up.is_err(), "the client left before the answer");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while received.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "no receipt arrived");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let stats = until(&core, |s| s.receipts_sent == 1).await;
+        assert_eq!((stats.sent, received.lock().unwrap().len()), (1, 1));
+    }
+
+    /// Every `reply_every`th fresh send is answered once, in the called API's inbound format,
+    /// quoting the sent message and pressing its first button; replays are not answered
+    /// again, and an API with no inbound format is counted instead.
+    #[tokio::test]
+    async fn every_nth_fresh_send_gets_one_reply_quoting_it() {
+        let (url, received) = receiver().await;
+        let core = MockCore::new(MockOptions {
+            receipts_url: Some(url),
+            reply_after: Some(Duration::from_millis(10)),
+            reply_every: 2,
+            ..MockOptions::default()
+        });
+        let text = serde_json::json!({"type": "text", "text": {"body": "Hola"}});
+        let buttons = serde_json::json!({"type": "interactive", "interactive": {
+            "type": "button", "body": {"text": "¿Confirmás?"},
+            "action": {"buttons": [
+                {"type": "reply", "reply": {"id": "si", "title": "Sí"}},
+                {"type": "reply", "reply": {"id": "no", "title": "No"}}
+            ]}
+        }});
+        let mut ids = Vec::new();
+        for (key, message) in [("k-1", &text), ("k-2", &buttons), ("k-3", &text)] {
+            match core
+                .handle(call(ProviderKind::Mock, key, message.clone()))
+                .await
+            {
+                Decision::Sent(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
         }
-        let stats = core.stats();
-        assert_eq!((stats.sent, stats.receipts_sent), (1, 1));
+        // A replay is not a fresh send: it neither gets a reply nor counts towards one.
+        let replay = core.handle(call(ProviderKind::Mock, "k-2", buttons.clone()));
+        assert!(matches!(replay.await, Decision::Replayed(_)));
+        // The 4th fresh send would be answered, but Wazzup documents no inbound format.
+        core.handle(call(ProviderKind::Wazzup, "k-4", text.clone()))
+            .await;
+        let stats = until(&core, |s| s.replies_unrenderable == 1).await;
+        assert_eq!((stats.replies_sent, stats.replies_failed), (1, 0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let bodies = received.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 1, "one reply, to the 2nd send");
+        let format = gateway(ProviderKind::Mock).webhook();
+        let Ok(crate::gateways::webhook::Parsed::Batch(batch)) =
+            format.parse(&bodies[0], &Default::default())
+        else {
+            panic!("unreadable reply");
+        };
+        let reply = &batch.inbound[0];
+        assert_eq!(reply.provider_message_id, format!("reply-{}", ids[1]));
+        assert_eq!(reply.context_id.as_deref(), Some(ids[1].as_str()));
+        assert_eq!(reply.from.as_deref(), Some("+5491100000001"));
+        assert!(reply.timestamp.is_some());
+        let crate::inbound::Content::Reply(pressed) = &reply.content else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(
+            (pressed.id.as_deref(), pressed.title.as_deref()),
+            (Some("si"), Some("Sí"))
+        );
+    }
+
+    #[test]
+    fn only_a_meta_style_buttons_message_offers_a_button() {
+        let list = serde_json::json!({"type": "interactive", "interactive": {
+            "type": "list", "action": {"buttons": [{"reply": {"id": "x", "title": "X"}}]}}});
+        assert_eq!(ReplyButton::first_of(&list), None);
+        assert_eq!(
+            ReplyButton::first_of(&serde_json::json!({"type": "text"})),
+            None
+        );
+        assert_eq!(ReplyButton::first_of(&Value::Null), None);
     }
 }

@@ -78,6 +78,19 @@ async fn waspy_send(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    send_as(ProviderKind::Waspy, core, uri, headers, body).await
+}
+
+/// A send to Waspy's API, answered as Waspy answers it, its receipts and reply in
+/// `provider`'s webhook format: the remote `mock` provider speaks Waspy's API but has webhooks
+/// of its own (`gateways/mock/simulator.rs`).
+pub(crate) async fn send_as(
+    provider: ProviderKind,
+    core: MockCore,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -122,15 +135,15 @@ async fn waspy_send(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let to = body.get("to").and_then(Value::as_str).map(str::to_owned);
+    // The message object is Meta's, flattened into the envelope: `type` and `interactive`.
+    let receipts = ReceiptsFor::new(provider, to.as_deref(), Some(&body));
     let call = Call {
         path: uri.path().to_string(),
-        to: body.get("to").and_then(Value::as_str).map(str::to_owned),
+        to,
         key,
         body: body.clone(),
-        receipts: Some(ReceiptsFor {
-            provider: ProviderKind::Waspy,
-            job_id: None,
-        }),
+        receipts: Some(receipts),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return waspy_error(

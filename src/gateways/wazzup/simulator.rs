@@ -180,15 +180,14 @@ async fn wazzup_send(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let chat_id = body["chatId"].clone();
+    // The recipient is the chat; its buttons are Wazzup's own `buttonsObject`, not Meta's.
+    let receipts = ReceiptsFor::new(ProviderKind::Wazzup, chat_id.as_str(), None);
     let call = Call {
         path: uri.path().to_string(),
         to: chat_id.as_str().map(str::to_owned),
         key: key.clone(),
         body,
-        receipts: Some(ReceiptsFor {
-            provider: ProviderKind::Wazzup,
-            job_id: None,
-        }),
+        receipts: Some(receipts),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return wazzup_error(

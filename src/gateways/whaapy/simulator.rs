@@ -191,16 +191,16 @@ async fn whaapy_send(
         .cloned();
 
     let body = Value::Object(body);
+    let to = input.as_ref().and_then(Value::as_str);
+    // A Meta-style body is the message object itself; a shortcut has no buttons.
+    let receipts = ReceiptsFor::new(ProviderKind::Whaapy, to, Some(&body));
     // No idempotency key: Whaapy sends every request it accepts.
     let call = Call {
         path: uri.path().to_string(),
-        to: input.as_ref().and_then(Value::as_str).map(str::to_owned),
+        to: to.map(str::to_owned),
         key: None,
         body,
-        receipts: Some(ReceiptsFor {
-            provider: ProviderKind::Whaapy,
-            job_id: None,
-        }),
+        receipts: Some(receipts),
     };
     let Some(decision) = core.handle_detached(call).await else {
         return injected(&InjectedError::status(500));
