@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: start RabbitMQ and Redis if needed, run a worker and a mock gateway, enqueue one
 # sample job of every message type, and print outcomes as they arrive: queued → sent →
-# delivered → read, from the gateway's (simulated, signed) webhooks.
+# delivered → read, from the gateway's (simulated, signed) webhooks; then the customer's answer
+# to the button message comes back as an inbound event carrying that job's metadata.
 #
 # Usage: scripts/demo.sh [mock|waspy|whaapy|wazzup|seven|meta]
 #   mock (default): the in-process simulator. Any other: the demo channel speaks that gateway's
@@ -49,6 +50,7 @@ trap cleanup EXIT
 if [ "$provider" != mock ]; then
   $bin mock-gateway --listen 127.0.0.1:8090 --latency 40ms \
     --receipts-url http://127.0.0.1:8080/webhooks/demo --delivered-after 1s --read-after 2s \
+    --reply-after 3s \
     --webhook-secret-env DEMO_WEBHOOK_SECRET >/dev/null 2>>"$log" &
   pids+=($!)
 fi
@@ -57,6 +59,19 @@ $bin --config $config topology >/dev/null
 $bin --config $config outcomes --idle 5s &
 watcher=$!
 pids+=($watcher)
+# Customers' answers, as the CRM would get them: the button reply carries its job's metadata.
+# (The whole event is one JSON line; with jq installed only the interesting part is shown.)
+show_reply() {
+  if command -v jq >/dev/null; then
+    jq -c --unbuffered '{reply: .reply.title, answers_job: .context.job_id, metadata: .context.metadata}'
+  else
+    cat
+  fi
+}
+$bin --config $config inbound --type reply --idle 8s 2>/dev/null | show_reply \
+  | sed -u 's/^/inbound reply.demo          /' &
+inbound=$!
+pids+=($inbound)
 $bin --config $config --log-format json run 2>>"$log" &
 worker=$!
 pids+=($worker)
@@ -68,6 +83,7 @@ done
 echo "--- gateway format: $provider; outcomes as they arrive (routing key, job id, attempt, detail)"
 $bin --config $config enqueue --file examples/jobs.jsonl | tail -n 1 | sed 's/^/--- enqueued examples\/jobs.jsonl: /'
 wait $watcher || true
+wait $inbound || true
 kill -TERM $worker
 wait $worker || true
 echo "--- worker stopped cleanly; its JSON log is in $log"

@@ -132,6 +132,13 @@ enum Command {
         /// Send the `read` receipt this long after a send.
         #[arg(long, value_parser = humantime::parse_duration)]
         read_after: Option<Duration>,
+        /// Post a customer's reply this long after a send (answering its first reply button,
+        /// or a text), in the inbound format of the API that was called.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        reply_after: Option<Duration>,
+        /// Reply to every Nth send only.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        reply_every: u32,
         /// Name of the environment variable holding the webhook secret receipts are signed
         /// with (never the secret itself: command lines are visible to every local user).
         #[arg(long, value_name = "NAME")]
@@ -335,6 +342,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             receipts_url,
             delivered_after,
             read_after,
+            reply_after,
+            reply_every,
             webhook_secret_env,
         } => {
             let webhook_secret = match &webhook_secret_env {
@@ -359,6 +368,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 receipts_url,
                 delivered_after,
                 read_after,
+                reply_after,
+                reply_every,
                 ..MockOptions::default()
             };
             let core = mock::MockCore::with_webhook_secret(options, webhook_secret);
