@@ -3,15 +3,23 @@
 //! `kill -9`, broker connections cut, Redis unreachable, a gateway that fails then crawls then
 //! hangs, and rolling SIGTERM restarts. The gateway posts signed `delivered` and `read`
 //! receipts for every message it sends to the replicas' listeners (through a balancer in front
-//! of their fixed ports, as a load balancer would), so receipts live through the faults too.
+//! of their fixed ports, as a load balancer would), so receipts live through the faults too,
+//! and for one message in [`REPLY_EVERY`] a customer's reply quoting it, so inbound messages do.
 //! Each campaign ends by checking the invariants: every job has exactly one terminal outcome
 //! and, once sent, its `delivered` and `read` naming the message the send answered; every
 //! outcome chain is in order; the gateway sent each key once (repeats answered from its
-//! idempotency cache); and the dead-letter queue is empty.
+//! idempotency cache); every reply it posted is published as one event (at least once, like
+//! outcomes: a publish whose confirm was lost is repeated under the same event id), quoting
+//! the message it answers and naming that message's job (a reply that reached mensajero before
+//! the job's `sent` did cannot, and is counted as early); and the dead-letter queue is empty.
+//!
+//! The channel is the `mock` provider pointed at the campaign's simulator (`mock.gateway_url`):
+//! Waspy's API on the wire and Waspy's receipts, plus the mock's own inbound format, which
+//! carries the quoted message that Waspy's does not document.
 //!
 //! The suite runs a short version of each (`CHAOS_JOBS`, default 300 jobs). The long version is
 //! `scripts/chaos.sh` (5,000 jobs per scenario, release build). Each scenario prints one line:
-//! jobs, faults injected, lost, duplicated, time.
+//! jobs, faults injected, lost, duplicated, replies published, time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +30,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mensajero::config::{MockOptions, Secret};
 use mensajero::gateways::simulator::{self as mock, MockCore};
+use mensajero::inbound::InboundEvent;
 use mensajero::outcome::{EventKind, Outcome, Status};
 use rand::RngExt;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +42,10 @@ use crate::common::{self, Proxy, TempConfig, TestApp, WorkerProcess, host_port, 
 const REPLICAS: usize = 3;
 const KEY: &str = "wspy_chaos_key";
 const HOOK: &str = "whsec_chaos_hook";
+/// Named for the API on the wire, Waspy's, which the remote mock speaks.
 const CHANNEL: &str = "waspy-ar";
+/// One fresh send in this many gets a customer's reply.
+const REPLY_EVERY: u32 = 5;
 
 fn jobs() -> usize {
     std::env::var("CHAOS_JOBS")
@@ -81,6 +94,8 @@ impl Gateway {
                 receipts_url: Some(receipts_url),
                 delivered_after: Some(Duration::from_millis(300)),
                 read_after: Some(Duration::from_millis(900)),
+                reply_after: Some(Duration::from_millis(600)),
+                reply_every: REPLY_EVERY,
                 ..MockOptions::default()
             },
             Some(Secret::new(HOOK)),
@@ -146,16 +161,24 @@ async fn faults(
     }
 }
 
-/// The campaign's view of the outcomes exchange: a durable quorum queue bound to `#`, read by
-/// a consumer that reconnects, so not even a broker restart loses an event on the way to the
-/// invariant check. Deleted at the end.
-struct Tap {
+/// One message the tap read.
+struct Tapped<T> {
+    item: T,
+    /// The broker delivered it before without our ack (the tap's connection died): a repeat
+    /// of the tap's own, not a second publish.
+    redelivered: bool,
+}
+
+/// The campaign's view of an exchange (outcomes, inbound events): a durable quorum queue
+/// bound to `#`, read by a consumer that reconnects, so not even a broker restart loses an
+/// event on the way to the invariant check. Deleted at the end.
+struct Tap<T> {
     queue: String,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Tapped<T>>,
     stop: CancellationToken,
 }
 
-impl Tap {
+impl<T: DeserializeOwned + Send + 'static> Tap<T> {
     async fn start(amqp_url: &str, exchange: &str, queue: &str) -> Self {
         use lapin::options::{QueueBindOptions, QueueDeclareOptions};
         use lapin::types::{AMQPValue, FieldTable};
@@ -227,8 +250,9 @@ impl Tap {
                         next = consumer.next() => next,
                     };
                     let Some(Ok(delivery)) = next else { break };
-                    if let Ok(outcome) = serde_json::from_slice::<Outcome>(&delivery.data) {
-                        let _ = tx.send(outcome);
+                    if let Ok(item) = serde_json::from_slice::<T>(&delivery.data) {
+                        let redelivered = delivery.redelivered;
+                        let _ = tx.send(Tapped { item, redelivered });
                     }
                     let ack = delivery.acker.ack(BasicAckOptions::default());
                     if !matches!(
@@ -314,8 +338,24 @@ struct Campaign {
     seen: HashMap<String, Vec<Outcome>>,
     /// Outcome messages read, repeats included (at-least-once re-publishes).
     received: usize,
-    tap: Tap,
+    tap: Tap<Outcome>,
+    /// Inbound events, in arrival order, one per provider message id.
+    replies: Vec<InboundEvent>,
+    /// The event id of each publish of each inbound message, by provider message id (the
+    /// tap's own repeats left out).
+    published: HashMap<String, Vec<String>>,
+    /// When the tap first saw each message's `sent`, by provider message id: mensajero records
+    /// a sent message only once its `sent` is out, so a reply that reached the listener before
+    /// then cannot be told which job it answers.
+    sent_seen_at: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    inbound_tap: Tap<InboundEvent>,
     log_files: bool,
+}
+
+/// What the campaign's taps brought.
+enum Got {
+    Outcome(Tapped<Outcome>),
+    Inbound(Tapped<InboundEvent>),
 }
 
 impl Campaign {
@@ -326,6 +366,12 @@ impl Campaign {
             &services.amqp_url,
             &app.topology.outcomes_exchange,
             &format!("{}.tap", app.prefix),
+        )
+        .await;
+        let inbound_tap = Tap::start(
+            &services.amqp_url,
+            &app.topology.inbound_exchange,
+            &format!("{}.inbound-tap", app.prefix),
         )
         .await;
         let ports = distinct_free_ports(REPLICAS);
@@ -356,8 +402,7 @@ inline_wait = "1s""#;
 [receipts]
 unknown_retry = "30m"
 [channels.{channel}]
-provider = "waspy"
-base_url = "{gateway}"
+provider = "mock"
 api_key_env = "WASPY_CHAOS_KEY"
 webhook_secret_env = "WASPY_CHAOS_HOOK"
 sender = "550e8400-e29b-41d4-a716-446655440000"
@@ -369,6 +414,8 @@ rate_burst = 10
 max_attempts = 1000
 max_age = "30m"
 retry_schedule = ["300ms", "1s", "2s"]
+[channels.{channel}.mock]
+gateway_url = "{gateway}"
 "#,
             gateway = gateway.url,
             channel = CHANNEL,
@@ -407,6 +454,10 @@ retry_schedule = ["300ms", "1s", "2s"]
             seen: HashMap::new(),
             received: 0,
             tap,
+            replies: Vec::new(),
+            published: HashMap::new(),
+            sent_seen_at: HashMap::new(),
+            inbound_tap,
             log_files: wiring.log_files,
         };
         for i in 0..REPLICAS {
@@ -475,34 +526,108 @@ retry_schedule = ["300ms", "1s", "2s"]
             .count()
     }
 
-    /// Take every outcome that arrives within `wait`.
+    /// Take every outcome and inbound event that arrives within `wait`.
     async fn collect(&mut self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let Ok(Some(outcome)) = tokio::time::timeout(left, self.tap.rx.recv()).await else {
-                return;
+            let got = tokio::select! {
+                Some(outcome) = self.tap.rx.recv() => Got::Outcome(outcome),
+                Some(event) = self.inbound_tap.rx.recv() => Got::Inbound(event),
+                _ = tokio::time::sleep_until(deadline) => return,
             };
-            self.received += 1;
-            let events = self.seen.entry(outcome.job_id.clone()).or_default();
-            // At least once: a re-published event keeps its event_id.
-            if !events.iter().any(|o| o.event_id == outcome.event_id) {
-                events.push(outcome);
+            match got {
+                Got::Outcome(Tapped { item: outcome, .. }) => {
+                    self.received += 1;
+                    if let (true, Some(id)) = (
+                        is_terminal(&outcome) && outcome.status == Status::Sent,
+                        &outcome.provider_message_id,
+                    ) {
+                        self.sent_seen_at
+                            .entry(id.clone())
+                            .or_insert_with(chrono::Utc::now);
+                    }
+                    let events = self.seen.entry(outcome.job_id.clone()).or_default();
+                    // At least once: a re-published event keeps its event_id.
+                    if !events.iter().any(|o| o.event_id == outcome.event_id) {
+                        events.push(outcome);
+                    }
+                }
+                Got::Inbound(Tapped { item, redelivered }) => {
+                    let publishes = self
+                        .published
+                        .entry(item.provider_message_id.clone())
+                        .or_default();
+                    if redelivered && publishes.contains(&item.event_id) {
+                        continue;
+                    }
+                    publishes.push(item.event_id.clone());
+                    if publishes.len() == 1 {
+                        self.replies.push(item);
+                    }
+                }
             }
         }
     }
 
-    /// Collect until every job is finished, or `limit` passes.
+    /// Collect until every job is finished and every reply due is posted and published, or
+    /// `limit` passes.
     async fn finish(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.finished() < self.jobs && Instant::now() < deadline {
+        while Instant::now() < deadline {
+            let stats = self.gateway.core.stats();
+            let due = stats.sent / u64::from(REPLY_EVERY);
+            let posted = stats.replies_sent + stats.replies_failed + stats.replies_unrenderable;
+            let replied = posted >= due && self.replies.len() as u64 >= stats.replies_sent;
+            if self.finished() >= self.jobs && replied {
+                break;
+            }
             self.collect(Duration::from_millis(500)).await;
         }
         // Late repeats (a killed worker's job finished twice) would show up now.
         self.collect(Duration::from_millis(1500)).await;
+    }
+
+    /// Check each inbound event against the `sent` outcomes: it quotes one of the messages
+    /// sent and names the job that sent it. A reply that reached mensajero before that job's
+    /// `sent` was out (a gateway that answers after the worker gave up on the call) cannot name
+    /// it: it is counted as early, not as wrong. Returns the wrong ones, described, and the
+    /// early ones' count.
+    fn check_replies(&self) -> (Vec<String>, usize) {
+        let sent_by: HashMap<&str, &str> = self
+            .seen
+            .values()
+            .flatten()
+            .filter(|o| is_terminal(o) && o.status == Status::Sent)
+            .filter_map(|o| Some((o.provider_message_id.as_deref()?, o.job_id.as_str())))
+            .collect();
+        let mut wrong = Vec::new();
+        let mut early = 0;
+        for event in &self.replies {
+            let context = event.context.as_ref();
+            let answered = context.map(|c| c.message_id.as_str());
+            let job = answered.and_then(|id| sent_by.get(id).copied());
+            let quoted = answered.map(|id| format!("reply-{id}")).as_deref()
+                == Some(event.provider_message_id.as_str());
+            let named = context.and_then(|c| c.job_id.as_deref());
+            if quoted && job.is_some() && named == job {
+                continue;
+            }
+            let received = chrono::DateTime::parse_from_rfc3339(&event.received_at).ok();
+            let recorded = answered.and_then(|id| self.sent_seen_at.get(id));
+            if quoted
+                && job.is_some()
+                && named.is_none()
+                && matches!((received, recorded), (Some(r), Some(s)) if r < *s)
+            {
+                early += 1;
+                continue;
+            }
+            wrong.push(format!(
+                "{} (received {}): context {context:?}, sent by {job:?}, sent seen {recorded:?}",
+                event.provider_message_id, event.received_at
+            ));
+        }
+        (wrong, early)
     }
 
     /// Check the invariants, print the scenario's line, and fail the test on any violation.
@@ -550,8 +675,23 @@ retry_schedule = ["300ms", "1s", "2s"]
         let amqp_url = common::services().amqp_url;
         let dead = queue_len(&amqp_url, &self.app.topology.dead_queue).await;
         self.tap.delete(&amqp_url).await;
+        self.inbound_tap.delete(&amqp_url).await;
+        // Every reply the gateway posted is published as one event, and only those.
+        let due = stats.sent / u64::from(REPLY_EVERY);
+        let published = self.replies.len() as u64;
+        let replies_lost = stats.replies_sent.saturating_sub(published);
+        let replies_extra = published.saturating_sub(stats.replies_sent);
+        let republished: usize = self.published.values().map(|ids| ids.len() - 1).sum();
+        // Two events for one message: a consumer deduplicating by event id would see both.
+        let mut published_twice: Vec<(&String, &Vec<String>)> = self
+            .published
+            .iter()
+            .filter(|(_, ids)| ids.iter().any(|id| *id != ids[0]))
+            .collect();
+        published_twice.sort();
+        let (misattributed, early) = self.check_replies();
         let line = format!(
-            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  receipts missing {:>3} (inferred {:>3}, posted {:>5}, given up {:>3})  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  dead letters {}  outcome messages {:>6}  time {:>6.1}s",
+            "{:<10} jobs {:>5}  faults {:>3}  lost {:>3}  duplicated {:>3}  disordered {:>3}  receipts missing {:>3} (inferred {:>3}, posted {:>5}, given up {:>3})  gateway sent {:>5} (replayed {:>4}, requests {:>5}, refused {:>4}, delayed {:>4})  replies {:>4} of {:>4} due (given up {}, unrenderable {}) -> inbound {:>4} (lost {}, extra {}, twice {}, republished {}, misattributed {}, early {})  dead letters {}  outcome messages {:>6}  time {:>6.1}s",
             self.name,
             self.jobs,
             self.faults,
@@ -575,6 +715,17 @@ retry_schedule = ["300ms", "1s", "2s"]
                 .1
                 .delayed
                 .load(std::sync::atomic::Ordering::Relaxed),
+            stats.replies_sent,
+            due,
+            stats.replies_failed,
+            stats.replies_unrenderable,
+            published,
+            replies_lost,
+            replies_extra,
+            published_twice.len(),
+            republished,
+            misattributed.len(),
+            early,
             dead,
             self.received,
             self.started.elapsed().as_secs_f64()
@@ -614,6 +765,24 @@ retry_schedule = ["300ms", "1s", "2s"]
         );
         // The gateway sent each key once: its idempotency absorbed every repeat.
         assert_eq!(stats.sent as usize, self.jobs, "{line}");
+        assert_eq!(
+            stats.replies_sent, due,
+            "{line}\nevery reply due was posted"
+        );
+        assert_eq!(
+            (replies_lost, replies_extra),
+            (0, 0),
+            "{line}\nreplies posted and inbound events published must match"
+        );
+        assert!(
+            published_twice.is_empty(),
+            "{line}\npublished as two events: {published_twice:?}"
+        );
+        assert!(
+            misattributed.is_empty(),
+            "{line}\nreplies not naming the job they answer: {:#?}",
+            &misattributed[..misattributed.len().min(10)]
+        );
         assert_eq!(dead, 0, "{line}");
         drop(self.amqp.take());
         drop(self.redis.take());

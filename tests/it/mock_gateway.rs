@@ -4,13 +4,15 @@
 //! come back classified as the adapter would classify the real gateway's error; `times` runs
 //! out, `DELETE /_mock/script` clears, `/_mock/stats` counts them. No broker needed.
 //! (b) End to end with a real worker (RabbitMQ, Redis): the mock's signed receipts, in the
-//! called API's format, turn a job into `queued → sent → delivered → read`.
+//! called API's format, turn a job into `queued → sent → delivered → read`, and its customer
+//! replies become inbound events naming the job they answer, in process and over HTTP.
 
 use std::time::Duration;
 
 use mensajero::config::{ChannelConfig, MockOptions, Secret};
 use mensajero::gateways::simulator::{self as mock, MockCore};
 use mensajero::gateways::{ChannelGateway, SendContext};
+use mensajero::inbound::{Content, InboundEvent, ReplyKind};
 use mensajero::outcome::Status;
 use mensajero::retry::ErrorClass;
 use serde_json::{Value, json};
@@ -321,4 +323,141 @@ async fn http_mock_sends_receipts_in_each_apis_format() {
     for stop in stops {
         stop.cancel();
     }
+}
+
+/// The customer's reply to the `sent` outcome's message: one inbound event quoting it, from
+/// the recipient, carrying the job's id and metadata.
+async fn expect_reply(app: &TestApp, sent: &mensajero::outcome::Outcome) -> InboundEvent {
+    let event = app.inbound_events(1).await.remove(0);
+    let id = sent.provider_message_id.clone().expect("provider id");
+    assert_eq!(
+        event.provider_message_id,
+        format!("reply-{id}"),
+        "{event:#?}"
+    );
+    assert_eq!(event.from.as_deref(), Some(TO));
+    assert_eq!(event.provider, "mock");
+    let context = event.context.clone().expect("the reply quotes our message");
+    assert_eq!(context.message_id, id);
+    assert_eq!(context.job_id.as_deref(), Some(sent.job_id.as_str()));
+    assert_eq!(context.metadata, sent.metadata);
+    event
+}
+
+#[tokio::test]
+async fn in_process_mock_replies_to_buttons_with_the_first_one() {
+    let port = common::free_port();
+    let channels = format!(
+        r#"
+[channels.demo]
+provider = "mock"
+webhook_secret_env = "T_HOOK"
+[channels.demo.mock]
+receipts_url = "http://127.0.0.1:{port}/webhooks/demo"
+reply_after = "200ms"
+reply_every = 1
+"#
+    );
+    let mut config = common::config(&unique_prefix("mock-reply"), &channels, ENV);
+    config.http.listen = format!("127.0.0.1:{port}").parse().expect("address");
+    let app = TestApp::spawn(config).await;
+    let buttons = json!({"type": "interactive", "interactive": {
+        "type": "button",
+        "body": {"text": "¿Confirmás el turno del martes?"},
+        "action": {"buttons": [
+            {"type": "reply", "reply": {"id": "confirmar", "title": "Confirmar"}},
+            {"type": "reply", "reply": {"id": "cambiar", "title": "Cambiar"}}
+        ]}
+    }});
+    app.enqueue(&json!({
+        "id": "mock-reply-buttons", "channel": "demo", "to": TO,
+        "message": buttons, "metadata": {"turno": 1847}
+    }))
+    .await;
+    let events = app.outcomes(2).await;
+    assert_eq!(events[1].status, Status::Sent, "{events:#?}");
+    assert_eq!(
+        events[1].metadata,
+        Some(json!({"turno": 1847}).as_object().unwrap().clone())
+    );
+    let reply = expect_reply(&app, &events[1]).await;
+    assert_eq!(reply.routing_key(), "reply.demo");
+    let Content::Reply(pressed) = &reply.content else {
+        panic!("{reply:#?}");
+    };
+    assert_eq!(pressed.kind, ReplyKind::Button);
+    assert_eq!(pressed.id.as_deref(), Some("confirmar"));
+    assert_eq!(pressed.title.as_deref(), Some("Confirmar"));
+    assert!(
+        app.try_next_inbound(Duration::from_millis(800))
+            .await
+            .is_none()
+    );
+}
+
+/// A `mock` channel pointed at a simulator (`mock.gateway_url`) sends through its `/mock` API:
+/// the receipts come back as the in-process mock's do, and the reply in the mock's format.
+#[tokio::test]
+async fn remote_mock_sends_receipts_and_a_reply_through_the_simulator() {
+    let (listener, url) = bind().await;
+    let channels = format!(
+        r#"
+[channels.demo]
+provider = "mock"
+api_key_env = "T_KEY"
+webhook_secret_env = "T_HOOK"
+timeout = "5s"
+[channels.demo.mock]
+gateway_url = "{url}"
+"#
+    );
+    let config = common::config(&unique_prefix("mock-remote"), &channels, ENV);
+    let app = TestApp::spawn(config).await;
+    let core = MockCore::with_webhook_secret(
+        MockOptions {
+            receipts_url: Some(app.url("/webhooks/demo")),
+            delivered_after: Some(Duration::from_millis(200)),
+            read_after: Some(Duration::from_millis(400)),
+            reply_after: Some(Duration::from_millis(300)),
+            ..MockOptions::default()
+        },
+        Some(Secret::new(HOOK_SECRET)),
+    );
+    let stop = serve(listener, core.clone());
+    app.enqueue(&json!({
+        "id": "mock-remote-1", "channel": "demo", "to": TO,
+        "message": {"type": "text", "text": {"body": "Hola"}},
+        "metadata": {"order": 7}
+    }))
+    .await;
+    let events = app.outcomes(4).await;
+    let statuses: Vec<_> = events.iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Status::Queued,
+            Status::Sent,
+            Status::Delivered,
+            Status::Read
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(events[1].provider.as_deref(), Some("mock"));
+    let reply = expect_reply(&app, &events[1]).await;
+    assert_eq!(reply.routing_key(), "text.demo");
+    assert!(matches!(&reply.content, Content::Text(text) if text.body == "Gracias"));
+    app.assert_quiet(Duration::from_millis(800)).await;
+    // Read after the quiet spell: each counter moves once the receiver has answered.
+    let stats = core.stats();
+    assert_eq!(
+        (stats.sent, stats.receipts_sent, stats.replies_sent),
+        (1, 2, 1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.requests_by_key.len(),
+        1,
+        "sent with its idempotency key"
+    );
+    stop.cancel();
 }
