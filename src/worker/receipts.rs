@@ -47,6 +47,15 @@ static UNKNOWN_WAITS: std::sync::LazyLock<Schedule> = std::sync::LazyLock::new(|
     Schedule::new([1, 5, 30, 60, 120].map(Duration::from_secs).to_vec())
 });
 
+/// How long a reply quoting a message with no correlation record waits for that record: the
+/// customer may answer before the send that reached them is recorded (a gateway that
+/// delivered after the worker's timeout). Past it the reply goes out without a job — the
+/// quoted message was not ours.
+const EARLY_REPLY_WINDOW: Duration = Duration::from_secs(10);
+
+/// The wait between two tries of such a reply.
+const EARLY_REPLY_WAIT: Duration = Duration::from_secs(1);
+
 /// Handle one delivery from the webhooks queue and settle it.
 pub(super) async fn process(shared: &Shared, publisher: &Publisher, delivery: &Delivery) {
     let channel = header_text(delivery, CHANNEL_HEADER).unwrap_or_default();
@@ -126,6 +135,7 @@ async fn handle(
     }
 
     let mut unroutable = Vec::new();
+    let mut early = Vec::new();
     for item in &batch.inbound {
         let target = route(shared, channel_name, item.sender.as_deref());
         match inbound(shared, publisher, target, item, received).await? {
@@ -133,6 +143,7 @@ async fn handle(
             Delivered::Repeat => {}
             Delivered::Busy => return Ok(Disposition::Requeue),
             Delivered::Unroutable => unroutable.push(item.provider_message_id.as_str()),
+            Delivered::Early => early.push(item.provider_message_id.as_str()),
         }
     }
 
@@ -190,17 +201,22 @@ async fn handle(
         )
         .await?;
     }
-    if unknown.is_empty() {
+    if unknown.is_empty() && early.is_empty() {
         return Ok(Disposition::Ack);
     }
 
     let age = (Utc::now() - received).to_std().unwrap_or_default();
     let window = shared.config.receipts.unknown_retry;
-    if age < window {
-        // Retrying the whole body is safe: receipts already applied add nothing the second time.
+    if !early.is_empty() || age < window {
+        // Retrying the whole body is safe: receipts already applied add nothing the second
+        // time, and inbound messages already published are not published again.
         let tries = carried.attempts;
-        let wait = UNKNOWN_WAITS.nominal(tries + 1);
-        debug!(ids = ?unknown, tries, ?wait, "receipt for an unknown message; trying again later");
+        let wait = if unknown.is_empty() {
+            EARLY_REPLY_WAIT
+        } else {
+            UNKNOWN_WAITS.nominal(tries + 1)
+        };
+        debug!(ids = ?unknown, early = ?early, tries, ?wait, "receipt or reply for a message not recorded yet; trying again later");
         let carried = Carried {
             attempts: tries + 1,
             first_seen: Some(received),
@@ -268,6 +284,8 @@ enum Delivered {
     Busy,
     /// No queue is bound to the inbound exchange for it.
     Unroutable,
+    /// It quotes a message not recorded yet: try again shortly (see [`EARLY_REPLY_WINDOW`]).
+    Early,
 }
 
 /// Publish one inbound message unless it has been already, with the job it answers, then
@@ -305,6 +323,10 @@ async fn inbound_locked(
         Some(context_id) => {
             let tracker = &shared.tracker;
             let tracked = with_redis(shared, || tracker.get(channel_name, context_id)).await?;
+            let age = (Utc::now() - received).to_std().unwrap_or_default();
+            if tracked.is_none() && age < EARLY_REPLY_WINDOW {
+                return Ok(Delivered::Early);
+            }
             Some(inbound::Context {
                 message_id: context_id.clone(),
                 job_id: tracked.as_ref().map(|t| t.job_id.clone()),

@@ -715,10 +715,16 @@ async fn the_meta_peer_corpus_end_to_end() {
         want_inbound.len()
     );
 
-    // Collected until quiet rather than counted, so a shortfall shows which ones.
+    // Collected until all are in or none came for a while (a reply quoting a message that
+    // is not ours waits about ten seconds for its record), so a shortfall shows which ones.
     let mut events = Vec::new();
-    while let Some(event) = app.try_next_inbound(Duration::from_secs(5)).await {
+    while events.len() < want_inbound.len()
+        && let Some(event) = app.try_next_inbound(Duration::from_secs(20)).await
+    {
         events.push(event);
+    }
+    if let Some(extra) = app.try_next_inbound(Duration::from_secs(1)).await {
+        events.push(extra);
     }
     let got: BTreeMap<String, InboundType> = events
         .iter()
