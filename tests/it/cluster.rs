@@ -169,12 +169,36 @@ impl Drop for RabbitCluster {
     }
 }
 
-/// Campaign: jobs flow through a worker given the three nodes while nodes 1 and 2 are killed
-/// with `kill -9` in turn (whichever the worker is on dies at some point) and come back. The
-/// producer and the outcome tap use node 3. Every job ends `sent` exactly once (repeats of an
-/// event keep its `event_id`), the gateway sends each key once, the dead-letter queue is empty.
-#[tokio::test]
-async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
+/// Which of the three nodes a quorum queue's leader is on (1-based), as RabbitMQ reports it.
+fn leader_of(queue: &str) -> Option<usize> {
+    let out = RabbitCluster::script(&[
+        "rabbitmqctl",
+        "3",
+        "list_queues",
+        "--quiet",
+        "name",
+        "leader",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut columns = line.split_whitespace();
+            (columns.next()? == queue).then_some(())?;
+            let node = columns.next()?;
+            node.strip_prefix('c')?.split('@').next()?.parse().ok()
+        })
+}
+
+/// A campaign on the cluster: `jobs` jobs through a worker that knows nodes 1 and 2 while
+/// `faults` runs; the producer and the outcome tap are on node 3, which stays up. Every job
+/// ends `sent` exactly once (repeats of an event keep its `event_id`), the gateway sends each
+/// key once (repeats only as idempotent replays), the dead-letter queue is empty, and the
+/// worker had to move to another node (where the faults make it).
+async fn campaign(
+    name: &str,
+    expect_reconnect: bool,
+    faults: impl FnOnce(&RabbitCluster, &str) -> String + Send + 'static,
+) {
     let Some(cluster) = tokio::task::spawn_blocking(RabbitCluster::up)
         .await
         .expect("cluster start-up")
@@ -190,12 +214,23 @@ async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
         ..Default::default()
     })
     .await;
-    let prefix = unique_prefix("cluster-kill");
+    let prefix = unique_prefix(name);
     let mut config = common::config(
         &prefix,
         &common::gateway_channels(&gateway),
         common::GATEWAY_ENV,
     );
+    // The queues are declared through node 1, so their leaders start there (RabbitMQ places
+    // a new quorum queue's leader on the declaring client's node).
+    let topology = mensajero::broker::Topology::from_config(&config.amqp);
+    let declarer = mensajero::broker::connect(&cluster.nodes[0], "mensajero-test-declare")
+        .await
+        .expect("node 1");
+    topology
+        .declare(&declarer.create_channel().await.expect("channel"))
+        .await
+        .expect("declare through node 1");
+    let _ = declarer.close(200, "declared".into()).await;
     // The test's own connections (producer, outcome tap) are on node 3, which stays up; the
     // worker knows nodes 1 and 2, so whichever it is on gets killed.
     config.amqp.url = cluster.nodes[2].clone();
@@ -215,14 +250,10 @@ async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
             }
         })
     };
+    let send_queue = app.topology.send_queue.clone();
     let faults = tokio::task::spawn_blocking(move || {
-        for node in [1, 2] {
-            std::thread::sleep(Duration::from_secs(1));
-            cluster.kill(node);
-            std::thread::sleep(Duration::from_secs(2));
-            cluster.start(node);
-        }
-        cluster
+        let done = faults(&cluster, &send_queue);
+        (cluster, done)
     });
 
     let mut sent = std::collections::HashMap::<String, std::collections::HashSet<String>>::new();
@@ -247,7 +278,7 @@ async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
         }
     }
     producer.await.expect("producer");
-    let cluster = faults.await.expect("faults");
+    let (cluster, done) = faults.await.expect("faults");
     let stats = core.stats();
     assert_eq!(stats.sent, jobs as u64, "each key sent once: {stats:#?}");
     assert!(
@@ -269,9 +300,12 @@ async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
         .find_map(|l| l.strip_prefix("mensajero_amqp_reconnects_total "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
-    assert!(reconnects >= 1, "the worker lost its node and moved on");
+    assert!(
+        reconnects >= 1 || !expect_reconnect,
+        "the worker lost its node and moved on"
+    );
     println!(
-        "cluster-kill reconnects {reconnects} jobs {jobs} faults 2 (kill -9 of c1 then c2) sent {} repeats {repeats} gateway requests {} replayed {}",
+        "{name:<14} faults: {done}; reconnects {reconnects} jobs {jobs} sent {} repeats {repeats} gateway requests {} replayed {}",
         sent.len(),
         stats.requests,
         stats.replayed
@@ -280,4 +314,37 @@ async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .expect("cluster down");
+}
+
+/// `kill -9` of nodes 1 and 2 in turn, each back after 2 s: whichever node the worker is on
+/// dies at some point.
+#[tokio::test]
+async fn cluster_kill_9_of_the_rabbitmq_nodes_the_worker_uses() {
+    campaign("cluster-kill", true, |cluster, _| {
+        for node in [1, 2] {
+            std::thread::sleep(Duration::from_secs(1));
+            cluster.kill(node);
+            std::thread::sleep(Duration::from_secs(2));
+            cluster.start(node);
+        }
+        "kill -9 of c1, then c2".into()
+    })
+    .await;
+}
+
+/// `kill -9` of the node leading `mensajero.send` mid-run (declared through node 1, so it
+/// starts there), back after 2 s: the queue elects a new leader and loses nothing.
+#[tokio::test]
+async fn cluster_kill_9_of_the_node_leading_the_send_queue() {
+    // The worker may be on the other node: the point here is the queue's leader moving.
+    campaign("cluster-leader", false, |cluster, queue| {
+        std::thread::sleep(Duration::from_secs(1));
+        let leader = leader_of(queue).unwrap_or(1);
+        cluster.kill(leader);
+        std::thread::sleep(Duration::from_secs(2));
+        let after = leader_of(queue);
+        cluster.start(leader);
+        format!("kill -9 of leader c{leader}; new leader {after:?}")
+    })
+    .await;
 }
