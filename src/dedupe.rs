@@ -42,6 +42,8 @@ pub struct Record {
     pub error: Option<OutcomeError>,
     /// The attempt that ended it.
     pub attempt: u32,
+    /// It was sent as the job's `fallback` template (SPEC §10), so a re-published `sent` says so.
+    pub fallback: bool,
 }
 
 /// What [`Dedupe::claim_and_book`] found.
@@ -225,10 +227,10 @@ if state == 'cancelled' then
 end
 return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
   redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
-  redis.call('HGET', KEYS[1], 'attempt') or '0'}
+  redis.call('HGET', KEYS[1], 'attempt') or '0', redis.call('HGET', KEYS[1], 'fallback') or ''}
 "#;
 
-// KEYS[1]; ARGV: job_id, status, pmid, error_json, attempt, window_ms.
+// KEYS[1]; ARGV: job_id, status, pmid, error_json, attempt, window_ms, fallback ('1' or '0').
 // A terminal record is written once; a late writer gets the existing one back. A `cancelled`
 // record found here was written while this job's call ran past its lease: the call happened,
 // so its result replaces the cancel (the call wins, as it does against a live lease).
@@ -237,10 +239,11 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'in_flight' and state ~= 'cancelled' then
   return {'done', state, redis.call('HGET', KEYS[1], 'job') or '',
     redis.call('HGET', KEYS[1], 'pmid') or '', redis.call('HGET', KEYS[1], 'error') or '',
-    redis.call('HGET', KEYS[1], 'attempt') or '0'}
+    redis.call('HGET', KEYS[1], 'attempt') or '0', redis.call('HGET', KEYS[1], 'fallback') or ''}
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'job', ARGV[1], 'pmid', ARGV[3], 'error', ARGV[4], 'attempt', ARGV[5], 'at', now)
+if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'fallback', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {'ok'}
 "#;
@@ -434,6 +437,7 @@ impl Dedupe {
             .arg(error)
             .arg(record.attempt)
             .arg(millis(window))
+            .arg(if record.fallback { "1" } else { "0" })
             .invoke_async(&mut self.redis.clone())
             .await?;
         match reply.first().map(String::as_str) {
@@ -547,8 +551,11 @@ fn number(s: Option<&String>) -> u32 {
 
 /// Decode `[state, job, pmid, error_json, attempt]`.
 fn record_from(fields: &[String]) -> Result<Record, StoreError> {
-    let [state, job, pmid, error, attempt] = fields else {
-        return Err(StoreError::Protocol(format!("{fields:?}")));
+    let (state, job, pmid, error, attempt, fallback) = match fields {
+        [state, job, pmid, error, attempt, fallback] => {
+            (state, job, pmid, error, attempt, fallback == "1")
+        }
+        _ => return Err(StoreError::Protocol(format!("{fields:?}"))),
     };
     let status = match state.as_str() {
         "sent" => Status::Sent,
@@ -566,5 +573,6 @@ fn record_from(fields: &[String]) -> Result<Record, StoreError> {
         provider_message_id: (!pmid.is_empty()).then(|| pmid.clone()),
         error,
         attempt: attempt.parse().unwrap_or(0),
+        fallback,
     })
 }

@@ -319,6 +319,7 @@ impl<'a> JobTask<'a> {
                             attempts: self.carried.attempts,
                         }),
                         attempt: self.carried.attempts,
+                        fallback: false,
                     };
                     let key = self.job.idempotency_key();
                     let window = self.channel.config.dedupe_window;
@@ -622,6 +623,7 @@ impl<'a> JobTask<'a> {
                         provider_message_id: Some(accepted.provider_message_id),
                         error: None,
                         attempt,
+                        fallback: self.carried.fallback,
                     };
                     return self.complete(record).await.map(Turn::Settled);
                 }
@@ -800,6 +802,7 @@ impl<'a> JobTask<'a> {
                 provider_message_id: None,
                 error: Some(OutcomeError::from_failure(failure, attempt)),
                 attempt,
+                fallback: false,
             };
             self.complete(record).await
         })
@@ -826,13 +829,18 @@ impl<'a> JobTask<'a> {
     /// Publish a terminal record's outcome (and, for failures, the dead letter).
     fn publish_terminal<'s>(&'s self, record: &'s Record) -> Step<'s> {
         Box::pin(async move {
-            let event = self.event(
-                record.status,
-                Some(Status::Queued),
-                record.attempt,
-                record.provider_message_id.clone(),
-                record.error.clone(),
-            );
+            let event = Outcome {
+                // The record's word, not this copy's header: a re-published `sent` after a
+                // crash comes from a copy that may never have switched to the fallback.
+                fallback: record.fallback && record.status == Status::Sent,
+                ..self.event(
+                    record.status,
+                    Some(Status::Queued),
+                    record.attempt,
+                    record.provider_message_id.clone(),
+                    record.error.clone(),
+                )
+            };
             self.publish(event).await?;
             if let Some(error) = &record.error {
                 self.dead_letter(error.class, &error.code, &error.message, error.attempts)

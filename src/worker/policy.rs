@@ -479,6 +479,7 @@ mod tests {
                 attempts: 3,
             }),
             attempt: 3,
+            fallback: false,
         }
     }
 

@@ -110,6 +110,8 @@ fn record(worker: usize, failed: bool, n: usize) -> Record {
         provider_message_id: (!failed).then(|| format!("msg-{worker}-{n}")),
         error: None,
         attempt: n as u32,
+        // Half the sends as fallbacks, so the flag's round trip is part of every check.
+        fallback: !failed && n.is_multiple_of(2),
     }
 }
 
