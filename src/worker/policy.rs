@@ -668,6 +668,25 @@ mod tests {
         }
     }
 
+    /// What [`after_failure`] decides for a table row, one second of inline wait, mid-band jitter.
+    fn decide(row: &Row) -> AfterFailure {
+        let channel = channel(row.channel);
+        let attempted = Attempted {
+            attempt: row.attempt,
+            in_progress_before: row.in_progress_before,
+            channel: &channel,
+            maybe_sent_before: row.maybe_sent_before,
+            failover_left: row.failover_left,
+            fallback_left: row.fallback_left,
+            now: t0(),
+            first_seen: at(-row.age),
+            deadline: row.deadline.map(at),
+            inline_wait: secs(1),
+            jitter: 0.5,
+        };
+        after_failure(&row.failure, &attempted)
+    }
+
     fn retry(wait: u64, durable: bool) -> AfterFailure {
         AfterFailure::Retry {
             wait: secs(wait),
@@ -946,26 +965,7 @@ mod tests {
             },
         ];
         for row in rows {
-            let channel = channel(row.channel);
-            let attempted = Attempted {
-                attempt: row.attempt,
-                in_progress_before: row.in_progress_before,
-                channel: &channel,
-                maybe_sent_before: row.maybe_sent_before,
-                failover_left: row.failover_left,
-                fallback_left: row.fallback_left,
-                now: t0(),
-                first_seen: at(-row.age),
-                deadline: row.deadline.map(at),
-                inline_wait: secs(1),
-                jitter: 0.5,
-            };
-            assert_eq!(
-                after_failure(&row.failure, &attempted),
-                row.want,
-                "{}",
-                row.name
-            );
+            assert_eq!(decide(&row), row.want, "{}", row.name);
         }
     }
 
@@ -1006,26 +1006,7 @@ mod tests {
             },
         ];
         for row in rows {
-            let channel = channel(row.channel);
-            let attempted = Attempted {
-                attempt: row.attempt,
-                in_progress_before: row.in_progress_before,
-                channel: &channel,
-                maybe_sent_before: row.maybe_sent_before,
-                failover_left: row.failover_left,
-                fallback_left: row.fallback_left,
-                now: t0(),
-                first_seen: at(-row.age),
-                deadline: row.deadline.map(at),
-                inline_wait: secs(1),
-                jitter: 0.5,
-            };
-            assert_eq!(
-                after_failure(&row.failure, &attempted),
-                row.want,
-                "{}",
-                row.name
-            );
+            assert_eq!(decide(&row), row.want, "{}", row.name);
         }
     }
 
