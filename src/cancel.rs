@@ -225,10 +225,10 @@ pub struct Canceller {
 }
 
 impl Canceller {
-    /// A canceller on the configuration's Redis (URL and key prefix) and channels.
+    /// A canceller on the configuration's Redis (server, Sentinels or cluster; key prefix)
+    /// and channels.
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.redis.url.as_str())?;
-        let redis = redis::aio::ConnectionManager::new(client).await?;
+        let redis = crate::store::Redis::connect(&config.redis.target()).await?;
         Ok(Self::new(Dedupe::new(redis, &config.redis.prefix), config))
     }
 

@@ -53,7 +53,7 @@ pub struct AmqpConfig {
     #[serde(default)]
     pub urls: Vec<String>,
     /// `x-quorum-initial-group-size` of the quorum queues mensajero declares; unset leaves
-    /// RabbitMQ's default (every node of the cluster, up to its size).
+    /// RabbitMQ's default (three replicas, or every node of a smaller cluster).
     #[serde(default)]
     pub quorum_initial_group_size: Option<u32>,
     /// Prefix of every exchange and queue name, so several deployments (or tests) share a vhost.
@@ -85,8 +85,38 @@ impl AmqpConfig {
 pub struct RedisConfig {
     /// Redis URL.
     pub url: String,
+    /// The Sentinels watching the master, instead of `url`; the worker follows the master
+    /// they name through a failover.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under (required with `sentinels`).
+    #[serde(default)]
+    pub master_name: Option<String>,
+    /// Some nodes of a Redis Cluster, instead of `url`; the rest are discovered.
+    #[serde(default)]
+    pub cluster: Vec<String>,
     /// Prefix of every key, so several deployments (or tests) share one Redis.
     pub prefix: String,
+}
+
+/// `redis.url`'s built-in value: `sentinels` or `cluster` may only be set while `url` keeps it.
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+impl RedisConfig {
+    /// Where Redis is: the Sentinels' master, a Redis Cluster, or `url` alone.
+    pub fn target(&self) -> crate::store::RedisTarget {
+        use crate::store::RedisTarget;
+        if !self.sentinels.is_empty() {
+            RedisTarget::Sentinel {
+                sentinels: self.sentinels.clone(),
+                master_name: self.master_name.clone().unwrap_or_default(),
+            }
+        } else if !self.cluster.is_empty() {
+            RedisTarget::Cluster(self.cluster.clone())
+        } else {
+            RedisTarget::Node(self.url.clone())
+        }
+    }
 }
 
 /// `[worker]`
@@ -716,6 +746,39 @@ impl Config {
                 push(format!("amqp.urls[{i}]"), "not an AMQP URL".into());
             }
         }
+        let redis = &self.redis;
+        let chosen = [
+            redis.url != DEFAULT_REDIS_URL,
+            !redis.sentinels.is_empty(),
+            !redis.cluster.is_empty(),
+        ];
+        if chosen.iter().filter(|set| **set).count() > 1 {
+            push(
+                "redis".into(),
+                "set one of redis.url (one server), redis.sentinels (with master_name) or \
+                 redis.cluster (a Redis Cluster's nodes)"
+                    .into(),
+            );
+        }
+        for (field, urls) in [("sentinels", &redis.sentinels), ("cluster", &redis.cluster)] {
+            for (i, url) in urls.iter().enumerate() {
+                if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+                    // Never the URL itself: it may hold a password.
+                    push(format!("redis.{field}[{i}]"), "not a Redis URL".into());
+                }
+            }
+        }
+        match (&redis.master_name, redis.sentinels.is_empty()) {
+            (None, false) => push(
+                "redis.master_name".into(),
+                "required with redis.sentinels: the name they monitor the master under".into(),
+            ),
+            (Some(_), true) => push(
+                "redis.master_name".into(),
+                "only means something with redis.sentinels".into(),
+            ),
+            _ => {}
+        }
         if self.amqp.quorum_initial_group_size == Some(0) {
             push(
                 "amqp.quorum_initial_group_size".into(),
@@ -1177,6 +1240,44 @@ quorum_initial_group_size = 0
             !err.contains("not-amqp") && !err.contains("u:p@"),
             "URLs never echoed: {err}"
         );
+    }
+
+    #[test]
+    fn redis_is_a_url_or_sentinels_with_a_master_name_or_a_cluster() {
+        use crate::store::RedisTarget;
+        let sentinel = "[redis]\nsentinels = [\"redis://:pw@s1:26379\", \"redis://:pw@s2:26379\"]\nmaster_name = \"m\"\n";
+        let c = Config::from_sources(Some(sentinel), env(&[])).unwrap();
+        assert!(
+            matches!(c.redis.target(), RedisTarget::Sentinel { master_name, .. } if master_name == "m")
+        );
+        let cluster = "[redis]\ncluster = [\"redis://n1:7001\"]\n";
+        let c = Config::from_sources(Some(cluster), env(&[])).unwrap();
+        assert_eq!(
+            c.redis.target(),
+            RedisTarget::Cluster(vec!["redis://n1:7001".into()])
+        );
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(
+            c.redis.target(),
+            RedisTarget::Node("redis://127.0.0.1:6379".into())
+        );
+
+        let wrong = "[redis]\nurl = \"redis://:secret@r:6379\"\nsentinels = [\"redis://:secret@s1:26379\", \"nonsense\"]\ncluster = [\"redis://n1:7001\"]\n";
+        let err = Config::from_sources(Some(wrong), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis: set one of"), "{err}");
+        assert!(err.contains("redis.sentinels[1]: not a Redis URL"), "{err}");
+        assert!(err.contains("redis.master_name: required"), "{err}");
+        assert!(
+            !err.contains("secret") && !err.contains("nonsense"),
+            "URLs never echoed: {err}"
+        );
+        let stray = "[redis]\nmaster_name = \"m\"\n";
+        let err = Config::from_sources(Some(stray), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.master_name: only means"), "{err}");
     }
 
     #[test]

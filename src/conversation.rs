@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use crate::store::{NOW_MS, StoreError, millis};
+use crate::store::{Keys, NOW_MS, Redis, StoreError, millis};
 
 /// How long a customer's message keeps the customer-service window open (WhatsApp's rule).
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -34,30 +33,31 @@ return 1
 /// The Redis side of conversations.
 #[derive(Clone)]
 pub struct Conversations {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: Redis,
+    keys: Keys,
     seen_ttl: Duration,
     record: Script,
 }
 
 impl Conversations {
     /// Conversations on `redis` under `prefix`; published marks are kept for `seen_ttl`.
-    pub fn new(redis: ConnectionManager, prefix: &str, seen_ttl: Duration) -> Self {
+    pub fn new(redis: impl Into<Redis>, prefix: &str, seen_ttl: Duration) -> Self {
+        let redis = redis.into();
         Self {
+            keys: Keys::new(prefix, &redis),
             redis,
-            prefix: prefix.to_string(),
             seen_ttl,
             record: Script::new(&format!("{NOW_MS}{RECORD}")),
         }
     }
 
     fn seen_key(&self, channel: &str, provider_message_id: &str) -> String {
-        format!("{}:in:{channel}:{provider_message_id}", self.prefix)
+        format!("{}:{provider_message_id}", self.keys.channel("in", channel))
     }
 
     /// The Redis key of a customer's window on a channel.
     pub fn window_key(&self, channel: &str, customer: &str) -> String {
-        format!("{}:win:{channel}:{customer}", self.prefix)
+        format!("{}:{customer}", self.keys.channel("win", channel))
     }
 
     /// Whether the inbound message has been published already.

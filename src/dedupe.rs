@@ -22,12 +22,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use crate::outcome::{OutcomeError, Status};
 use crate::ratelimit::{Booking, Permit};
-use crate::store::{NOW_MS, StoreError, millis};
+use crate::store::{Keys, NOW_MS, Redis, StoreError, millis};
 
 /// A (channel, key) entry's terminal record.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,8 +186,8 @@ pub struct ClaimRequest<'a> {
 /// The dedupe store.
 #[derive(Clone)]
 pub struct Dedupe {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: Redis,
+    keys: Keys,
     claim_and_book: Script,
     complete: Script,
     renew: Script,
@@ -315,11 +314,12 @@ fn claim_and_book_script() -> String {
 
 impl Dedupe {
     /// A store on `redis` with keys under `prefix`.
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(redis: impl Into<Redis>, prefix: &str) -> Self {
         let script = |body: &str| Script::new(&format!("{NOW_MS}{body}"));
+        let redis = redis.into();
         Self {
+            keys: Keys::new(prefix, &redis),
             redis,
-            prefix: prefix.to_string(),
             claim_and_book: Script::new(&claim_and_book_script()),
             complete: script(COMPLETE),
             renew: script(RENEW),
@@ -330,7 +330,7 @@ impl Dedupe {
 
     /// The Redis key of a (channel, idempotency key) entry.
     pub fn key(&self, channel: &str, idempotency_key: &str) -> String {
-        format!("{}:dedupe:{channel}:{idempotency_key}", self.prefix)
+        format!("{}:{idempotency_key}", self.keys.channel("dedupe", channel))
     }
 
     /// Try to take the key for a job and, when it may go ahead, book its rate-limit slot in the

@@ -9,9 +9,8 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 
-use crate::store::{NOW_US, StoreError, micros};
+use crate::store::{Keys, NOW_US, Redis, StoreError, micros};
 
 /// The limits of one channel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,8 +38,8 @@ pub enum Permit {
 /// The shared limiter.
 #[derive(Clone)]
 pub struct RateLimiter {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: Redis,
+    keys: Keys,
     script: Script,
 }
 
@@ -78,10 +77,11 @@ return wait
 
 impl RateLimiter {
     /// A limiter on `redis` with keys under `prefix`.
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(redis: impl Into<Redis>, prefix: &str) -> Self {
+        let redis = redis.into();
         Self {
+            keys: Keys::new(prefix, &redis),
             redis,
-            prefix: prefix.to_string(),
             script: Script::new(&gcra_script()),
         }
     }
@@ -120,8 +120,8 @@ impl RateLimiter {
         let spacing_us = limits.recipient_interval.map_or(0, micros);
         Booking {
             keys: [
-                format!("{}:rate:{channel}", self.prefix),
-                format!("{}:rate:{channel}:to:{recipient}", self.prefix),
+                self.keys.channel("rate", channel),
+                format!("{}:to:{recipient}", self.keys.channel("rate", channel)),
             ],
             args: [interval_us, tolerance_us, spacing_us, micros(max_wait)],
         }
@@ -160,7 +160,7 @@ mod tests {
     async fn limiter() -> Option<(RateLimiter, String)> {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let client = redis::Client::open(url).expect("REDIS_URL");
-        let manager = ConnectionManager::new(client)
+        let manager = redis::aio::ConnectionManager::new(client)
             .await
             .expect("these tests need Redis: run scripts/services.sh or set REDIS_URL");
         let prefix = format!("t-rate-{}", uuid::Uuid::new_v4().simple());

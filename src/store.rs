@@ -5,9 +5,17 @@
 //! on nothing of each other's but what the dedupe claim borrows from the rate limiter (it
 //! books a slot in the same round trip).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::RedisError;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    ServerErrorKind, Value,
+};
 
 /// Errors talking to Redis; the caller retries them (the job is not at fault).
 #[derive(Debug, thiserror::Error)]
@@ -45,4 +53,299 @@ pub fn millis(d: Duration) -> u64 {
 /// and Redis' integers hold.
 pub fn micros(d: Duration) -> u64 {
     d.as_micros().min(i64::MAX as u128) as u64
+}
+
+/// Where the configured Redis is: one server, a master that Sentinels watch, or a Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (or a managed endpoint that fails over behind one address).
+    Node(String),
+    /// A master found through these Sentinels under `master_name`, followed through failovers.
+    Sentinel {
+        /// The Sentinels' URLs.
+        sentinels: Vec<String>,
+        /// The name the Sentinels monitor the master under.
+        master_name: String,
+    },
+    /// A Redis Cluster, found through any of these nodes.
+    Cluster(Vec<String>),
+}
+
+/// How long one Redis command may take (per node under Redis Cluster), as
+/// `ConnectionManager` allows by default: a dead master must fail calls fast so that their
+/// caller's retry finds the new one.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long connecting to one Redis node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a Redis Cluster request may take with its own retries and redirections (a
+/// replica's promotion takes the cluster's `cluster-node-timeout`; our callers retry beyond).
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the configured Redis that every store clones (cheaply: all clones share
+/// the connections underneath).
+#[derive(Clone)]
+pub struct Redis(Conn);
+
+#[derive(Clone)]
+enum Conn {
+    /// Reconnects to its one address by itself.
+    Node(ConnectionManager),
+    /// The Sentinels' current master, replaced when it fails or turns read-only.
+    Sentinel(Arc<SentinelMaster>),
+    /// Follows MOVED/ASK and refreshes its slot map when a master fails over.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URLs: they may carry a password.
+        let kind = match &self.0 {
+            Conn::Node(_) => "node",
+            Conn::Sentinel(_) => "sentinel",
+            Conn::Cluster(_) => "cluster",
+        };
+        f.debug_tuple("Redis").field(&kind).finish()
+    }
+}
+
+impl From<ConnectionManager> for Redis {
+    fn from(manager: ConnectionManager) -> Self {
+        Self(Conn::Node(manager))
+    }
+}
+
+impl Redis {
+    /// Connect once to `target`; the caller retries (see the worker's start-up backoff).
+    pub async fn connect(target: &RedisTarget) -> Result<Self, RedisError> {
+        Ok(Self(match target {
+            RedisTarget::Node(url) => {
+                Conn::Node(ConnectionManager::new(redis::Client::open(url.as_str())?).await?)
+            }
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+            } => Conn::Sentinel(Arc::new(
+                SentinelMaster::connect(sentinels, master_name).await?,
+            )),
+            RedisTarget::Cluster(nodes) => Conn::Cluster(
+                ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
+                    .retries(6)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
+                    .build()?
+                    .get_async_connection()
+                    .await?,
+            ),
+        }))
+    }
+
+    /// Whether this is a Redis Cluster, where a script's keys must share one hash slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Conn::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let (generation, mut conn) = s.current();
+                let result = conn.req_packed_command(cmd).await;
+                if let Err(e) = &result {
+                    s.on_error(generation, e).await;
+                }
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(s) => Box::pin(async move {
+                let (generation, mut conn) = s.current();
+                let result = conn.req_packed_commands(pipeline, offset, count).await;
+                if let Err(e) = &result {
+                    s.on_error(generation, e).await;
+                }
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(s) => s.current().1.get_db(),
+        }
+    }
+}
+
+/// The master that the Sentinels name, and the connection to it.
+///
+/// The `redis` crate's `ConnectionManager` reconnects to the address it was made with, which
+/// after a failover is the demoted master (read-only, or gone); this asks the Sentinels again
+/// instead. The call that met the failure still fails: its caller retries it, as it retries any
+/// Redis error, and by then the connection points at the new master.
+struct SentinelMaster {
+    /// Asked for the master's address; behind a lock because its calls need `&mut`.
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// The connection in use and its generation, bumped on every replacement.
+    current: std::sync::RwLock<(u64, MultiplexedConnection)>,
+    /// When the Sentinels were last asked, so that a burst of failing calls asks once.
+    last_asked: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Asking has failed since the last success: only the first failure is a warning.
+    failing: std::sync::atomic::AtomicBool,
+}
+
+/// The least time between two questions to the Sentinels.
+const SENTINEL_ASK_EVERY: Duration = Duration::from_millis(250);
+
+impl SentinelMaster {
+    async fn connect(sentinels: &[String], master_name: &str) -> Result<Self, RedisError> {
+        // The master is logged in to (user, password, database) as the first Sentinel URL
+        // says, as in the usual deployments where Sentinels and master share one password.
+        let first = sentinels
+            .first()
+            .ok_or_else(|| RedisError::from((ErrorKind::InvalidClientConfig, "no sentinels")))?;
+        let login = first
+            .as_str()
+            .into_connection_info()?
+            .redis_settings()
+            .clone();
+        let mut client = SentinelClient::build(
+            sentinels.iter().map(String::as_str).collect(),
+            master_name.to_string(),
+            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(login)),
+            SentinelServerType::Master,
+        )?;
+        let conn = Self::master(&mut client).await?;
+        Ok(Self {
+            sentinels: tokio::sync::Mutex::new(client),
+            current: std::sync::RwLock::new((0, conn)),
+            last_asked: std::sync::Mutex::new(Some(std::time::Instant::now())),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A connection to the master the Sentinels name now (they check it answers as master).
+    async fn master(client: &mut SentinelClient) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        client.get_async_connection_with_config(&config).await
+    }
+
+    fn current(&self) -> (u64, MultiplexedConnection) {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// After an error on generation `generation`: when it says the master is gone or demoted,
+    /// ask the Sentinels for the master and connect to it (once for a burst of such errors).
+    async fn on_error(&self, generation: u64, e: &RedisError) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let lost = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+        if !lost {
+            return;
+        }
+        let mut client = self.sentinels.lock().await;
+        if self.current().0 != generation {
+            return; // another call replaced it while this one waited
+        }
+        {
+            let mut last = self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < SENTINEL_ASK_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match Self::master(&mut client).await {
+            Ok(conn) => {
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                *current = (generation + 1, conn);
+                self.failing.store(false, Relaxed);
+                tracing::info!("redis: connected to the master the sentinels name");
+            }
+            Err(e) if !self.failing.swap(true, Relaxed) => {
+                tracing::warn!(error = %e, "redis: sentinels name no reachable master yet");
+            }
+            Err(e) => tracing::debug!(error = %e, "redis: still no reachable master"),
+        }
+    }
+}
+
+/// The names of a store's keys: `<prefix>:<kind>:<channel>…`.
+///
+/// Under Redis Cluster the channel is a hash tag (`<prefix>:<kind>:{<channel>}…`): every
+/// script touches keys of one channel only (a dedupe entry with the channel's rate-limit
+/// cells, a tracking record with the channel's poll set), and a script's keys must share a
+/// slot. One channel's keys therefore live on one shard. Elsewhere the names stay as they
+/// always were, so an upgrade finds the records written before it.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    tagged: bool,
+}
+
+impl Keys {
+    /// Names under `prefix`, for `redis`.
+    pub fn new(prefix: &str, redis: &Redis) -> Self {
+        Self::with_tags(prefix, redis.is_cluster())
+    }
+
+    fn with_tags(prefix: &str, tagged: bool) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            tagged,
+        }
+    }
+
+    /// `<prefix>:<kind>:<channel>`, the stem of every key of `kind` for `channel`.
+    pub fn channel(&self, kind: &str, channel: &str) -> String {
+        if self.tagged {
+            format!("{}:{kind}:{{{channel}}}", self.prefix)
+        } else {
+            format!("{}:{kind}:{channel}", self.prefix)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_redis_cluster_puts_the_channel_in_a_hash_tag() {
+        let plain = Keys::with_tags("mensajero", false);
+        assert_eq!(
+            plain.channel("dedupe", "waspy-ar"),
+            "mensajero:dedupe:waspy-ar"
+        );
+        let tagged = Keys::with_tags("mensajero", true);
+        let dedupe = format!("{}:order-1847", tagged.channel("dedupe", "waspy-ar"));
+        let rate = format!("{}:to:5491126032641", tagged.channel("rate", "waspy-ar"));
+        assert_eq!(dedupe, "mensajero:dedupe:{waspy-ar}:order-1847");
+        // Redis Cluster hashes only what is inside the first {...}: the same slot for both.
+        let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_string();
+        assert_eq!(tag(&dedupe), tag(&rate));
+    }
 }

@@ -11,12 +11,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde_json::{Map, Value};
 
 use crate::outcome::Status;
-use crate::store::{NOW_MS, StoreError, millis};
+use crate::store::{Keys, NOW_MS, Redis, StoreError, millis};
 
 /// A sent message, as receipts find it.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +41,8 @@ pub struct Tracked {
 /// The Redis side of tracking.
 #[derive(Clone)]
 pub struct Tracker {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: Redis,
+    keys: Keys,
     ttl: Duration,
     record: Script,
     unlock: Script,
@@ -119,10 +118,11 @@ return out
 
 impl Tracker {
     /// A tracker on `redis` with keys under `prefix`, keeping records for `ttl`.
-    pub fn new(redis: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+    pub fn new(redis: impl Into<Redis>, prefix: &str, ttl: Duration) -> Self {
+        let redis = redis.into();
         Self {
+            keys: Keys::new(prefix, &redis),
             redis,
-            prefix: prefix.to_string(),
             ttl,
             record: Script::new(RECORD),
             unlock: Script::new(UNLOCK),
@@ -134,11 +134,14 @@ impl Tracker {
 
     /// The Redis key of a sent message's record.
     pub fn key(&self, channel: &str, provider_message_id: &str) -> String {
-        format!("{}:msg:{channel}:{provider_message_id}", self.prefix)
+        format!(
+            "{}:{provider_message_id}",
+            self.keys.channel("msg", channel)
+        )
     }
 
     fn poll_key(&self, channel: &str) -> String {
-        format!("{}:poll:{channel}", self.prefix)
+        self.keys.channel("poll", channel)
     }
 
     /// Poll a sent message's status `after` from now unless a final receipt comes first.
@@ -171,14 +174,17 @@ impl Tracker {
             .arg(limit)
             .arg(millis(poll_after))
             .arg(MAX_POLLS)
-            .arg(format!("{}:msg:{channel}:", self.prefix))
+            .arg(format!("{}:", self.keys.channel("msg", channel)))
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(ids)
     }
 
     fn lock_key(&self, channel: &str, provider_message_id: &str) -> String {
-        format!("{}:msglock:{channel}:{provider_message_id}", self.prefix)
+        format!(
+            "{}:{provider_message_id}",
+            self.keys.channel("msglock", channel)
+        )
     }
 
     /// Remember a sent message so its receipts find the job. Idempotent.

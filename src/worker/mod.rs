@@ -29,6 +29,7 @@ use crate::http::{self, HttpState, Live};
 use crate::metrics::{Known, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::retry::{Backoff, ErrorClass};
+use crate::store::{Redis, RedisTarget};
 use crate::tracking::Tracker;
 
 mod job;
@@ -167,7 +168,7 @@ async fn serve_jobs(
             },
         );
     }
-    let redis = connect_redis(&config.redis.url, &shutdown).await?;
+    let redis = connect_redis(&config.redis.target(), &shutdown).await?;
     let Some(redis) = redis else { return Ok(()) };
     live.set_redis(true);
     let shared = Arc::new(Shared {
@@ -272,16 +273,15 @@ const REDIS_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Connect to Redis, retrying until it answers; `None` when shutdown came first.
 async fn connect_redis(
-    url: &str,
+    target: &RedisTarget,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<redis::aio::ConnectionManager>> {
-    let client = redis::Client::open(url)?;
+) -> anyhow::Result<Option<Redis>> {
     let connect = || async {
         // The first connection retries by itself for several seconds; shutdown must not wait
         // for that (a rolling restart during a Redis outage would hang until SIGKILL).
         tokio::select! {
             _ = shutdown.cancelled() => Err(None),
-            connected = redis::aio::ConnectionManager::new(client.clone()) => connected.map_err(Some),
+            connected = Redis::connect(target) => connected.map_err(Some),
         }
     };
     let unreachable = |e: &Option<redis::RedisError>, wait: Duration| {
