@@ -47,11 +47,13 @@ static UNKNOWN_WAITS: std::sync::LazyLock<Schedule> = std::sync::LazyLock::new(|
     Schedule::new([1, 5, 30, 60, 120].map(Duration::from_secs).to_vec())
 });
 
-/// How long a reply quoting a message with no correlation record waits for that record: the
-/// customer may answer before the send that reached them is recorded (a gateway that
-/// delivered after the worker's timeout). Past it the reply goes out without a job — the
-/// quoted message was not ours.
-const EARLY_REPLY_WINDOW: Duration = Duration::from_secs(10);
+/// How many times a reply quoting a message with no correlation record is tried again
+/// ([`EARLY_REPLY_WAIT`] apart, so ≈ 10 s) before it goes out without a job — the quoted
+/// message was not ours. The customer may answer before the send that reached them is
+/// recorded (a gateway that delivered after the worker's timeout). Counted in tries that
+/// Redis answered, not in time: while Redis is unreachable the record cannot be written
+/// either, and the reply must not run out of patience meanwhile.
+const EARLY_REPLY_TRIES: u32 = 10;
 
 /// The wait between two tries of such a reply.
 const EARLY_REPLY_WAIT: Duration = Duration::from_secs(1);
@@ -138,7 +140,7 @@ async fn handle(
     let mut early = Vec::new();
     for item in &batch.inbound {
         let target = route(shared, channel_name, item.sender.as_deref());
-        match inbound(shared, publisher, target, item, received).await? {
+        match inbound(shared, publisher, target, item, received, carried.attempts).await? {
             Delivered::Published(kind) => shared.metrics.inbound(target, kind.as_str()),
             Delivered::Repeat => {}
             Delivered::Busy => return Ok(Disposition::Requeue),
@@ -284,7 +286,7 @@ enum Delivered {
     Busy,
     /// No queue is bound to the inbound exchange for it.
     Unroutable,
-    /// It quotes a message not recorded yet: try again shortly (see [`EARLY_REPLY_WINDOW`]).
+    /// It quotes a message not recorded yet: try again shortly (see [`EARLY_REPLY_TRIES`]).
     Early,
 }
 
@@ -297,12 +299,13 @@ async fn inbound(
     channel: &str,
     item: &Inbound,
     received: DateTime<Utc>,
+    tries: u32,
 ) -> Result<Delivered, TaskError> {
     let lock_id = format!("in:{}", item.provider_message_id);
     let Some(owner) = lock(shared, channel, &lock_id).await? else {
         return Ok(Delivered::Busy);
     };
-    let result = inbound_locked(shared, publisher, channel, item, received).await;
+    let result = inbound_locked(shared, publisher, channel, item, received, tries).await;
     let _ = shared.tracker.unlock(channel, &lock_id, &owner).await;
     result
 }
@@ -313,6 +316,7 @@ async fn inbound_locked(
     channel_name: &str,
     item: &Inbound,
     received: DateTime<Utc>,
+    tries: u32,
 ) -> Result<Delivered, TaskError> {
     let id = item.provider_message_id.as_str();
     let conversations = &shared.conversations;
@@ -323,8 +327,7 @@ async fn inbound_locked(
         Some(context_id) => {
             let tracker = &shared.tracker;
             let tracked = with_redis(shared, || tracker.get(channel_name, context_id)).await?;
-            let age = (Utc::now() - received).to_std().unwrap_or_default();
-            if tracked.is_none() && age < EARLY_REPLY_WINDOW {
+            if tracked.is_none() && tries < EARLY_REPLY_TRIES {
                 return Ok(Delivered::Early);
             }
             Some(inbound::Context {
