@@ -37,7 +37,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{self, Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix};
+use crate::common::{
+    self, LocalCluster, Proxy, TempConfig, TestApp, WorkerProcess, host_port, unique_prefix,
+};
 
 const REPLICAS: usize = 3;
 const KEY: &str = "wspy_chaos_key";
@@ -313,6 +315,10 @@ async fn queue_len(amqp_url: &str, queue: &str) -> u32 {
 struct Wiring {
     amqp_proxy: bool,
     redis_proxy: bool,
+    /// What of `scripts/cluster.sh` the campaign runs on instead of the default services:
+    /// `rabbit` (the workers get the three nodes' URLs; the campaign's own connections use
+    /// node 3), `sentinel` or `cluster` (the workers' Redis).
+    on: &'static [&'static str],
     /// Each replica logs JSON lines (warn and up) to [`Campaign::log_path`] instead of the
     /// test's stderr, for the campaign to read back.
     log_files: bool,
@@ -350,6 +356,10 @@ struct Campaign {
     sent_seen_at: HashMap<String, chrono::DateTime<chrono::Utc>>,
     inbound_tap: Tap<InboundEvent>,
     log_files: bool,
+    /// Where the campaign's own AMQP connections (producer, taps, counts) go.
+    amqp_url: String,
+    /// Last, so that it stops after the replicas.
+    cluster: Option<LocalCluster>,
 }
 
 /// What the campaign's taps brought.
@@ -360,16 +370,48 @@ enum Got {
 
 impl Campaign {
     async fn new(name: &'static str, wiring: Wiring) -> Self {
+        Self::start(name, wiring, None).await
+    }
+
+    /// A campaign on the local clusters `wiring.on` names; `None` (the test skips, saying why)
+    /// where they cannot start here.
+    async fn on_cluster(name: &'static str, wiring: Wiring) -> Option<Self> {
+        let parts = wiring.on;
+        let cluster = tokio::task::spawn_blocking(move || LocalCluster::up(parts))
+            .await
+            .expect("cluster start-up")?;
+        Some(Self::start(name, wiring, Some(cluster)).await)
+    }
+
+    async fn start(name: &'static str, wiring: Wiring, cluster: Option<LocalCluster>) -> Self {
         let services = common::services();
-        let app = TestApp::new(common::config(&unique_prefix(name), "", &[])).await;
+        let on = |part: &str| wiring.on.contains(&part);
+        let cluster_ref = || cluster.as_ref().expect("the campaign's cluster");
+        let mut config = common::config(&unique_prefix(name), "", &[]);
+        // The campaign's own connections use node 3, the workers all three.
+        let (amqp_url, amqp_nodes) = if on("rabbit") {
+            let nodes = cluster_ref().amqp_urls();
+            config.amqp.url = nodes[2].clone();
+            (nodes[2].clone(), Some(format!("urls = {nodes:?}")))
+        } else {
+            (services.amqp_url.clone(), None)
+        };
+        let redis_toml = if on("sentinel") {
+            Some(cluster_ref().sentinel_toml())
+        } else if on("cluster") {
+            Some(cluster_ref().redis_cluster_toml())
+        } else {
+            None
+        };
+        let app = TestApp::new(config).await;
         let tap = Tap::start(
-            &services.amqp_url,
+            &amqp_url,
             &app.topology.outcomes_exchange,
             &format!("{}.tap", app.prefix),
         )
         .await;
         let inbound_tap = Tap::start(
-            &services.amqp_url,
+            &amqp_url,
             &app.topology.inbound_exchange,
             &format!("{}.inbound-tap", app.prefix),
         )
@@ -389,8 +431,11 @@ impl Campaign {
             None
         };
         let through = |url: &str, proxy: &Option<Proxy>| match proxy {
-            Some(p) => url.replacen(&host_port(url), &p.addr.to_string(), 1),
-            None => url.to_string(),
+            Some(p) => format!(
+                "url = {:?}",
+                url.replacen(&host_port(url), &p.addr.to_string(), 1)
+            ),
+            None => format!("url = {url:?}"),
         };
         let worker = r#"max_in_flight = 128
 prefetch = 128
@@ -421,10 +466,10 @@ gateway_url = "{gateway}"
             channel = CHANNEL,
             rate = (jobs() / if long() { 60 } else { 8 }).max(10),
         );
-        let config = TempConfig::write_via(
+        let config = TempConfig::write_sections(
             &app,
-            &through(&services.amqp_url, &amqp),
-            &through(&services.redis_url, &redis),
+            &amqp_nodes.unwrap_or_else(|| through(&amqp_url, &amqp)),
+            &redis_toml.unwrap_or_else(|| through(&services.redis_url, &redis)),
             worker,
             &rest,
         );
@@ -459,12 +504,39 @@ gateway_url = "{gateway}"
             sent_seen_at: HashMap::new(),
             inbound_tap,
             log_files: wiring.log_files,
+            amqp_url,
+            cluster,
         };
         for i in 0..REPLICAS {
             let worker = campaign.spawn_worker(i);
             campaign.workers.push(Some(worker));
         }
         campaign
+    }
+
+    /// Inject a fault into the campaign's local cluster (`cluster.sh ARGS`), counted; what
+    /// the script said.
+    async fn fault(&mut self, args: &[&str]) -> String {
+        let cluster = self.cluster.take().expect("a campaign on a cluster");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (cluster, said) = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let said = cluster.fault(&args);
+            (cluster, said)
+        })
+        .await
+        .expect("fault");
+        self.cluster = Some(cluster);
+        self.faults += 1;
+        said
+    }
+
+    /// Collect until a fifth of the jobs are over, so that a fault meets jobs in every state.
+    async fn warm_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.finished() < self.jobs / 5 && Instant::now() < deadline {
+            self.collect(Duration::from_millis(100)).await;
+        }
     }
 
     /// Start replica `i` on its own port.
@@ -672,7 +744,7 @@ gateway_url = "{gateway}"
             }
         }
         let stats = self.gateway.core.stats();
-        let amqp_url = common::services().amqp_url;
+        let amqp_url = self.amqp_url.clone();
         let dead = queue_len(&amqp_url, &self.app.topology.dead_queue).await;
         self.tap.delete(&amqp_url).await;
         self.inbound_tap.delete(&amqp_url).await;
@@ -957,6 +1029,124 @@ async fn chaos_rabbitmq_restart() {
     c.faults += 1;
     tokio::time::sleep(Duration::from_secs(3)).await;
     rabbitmqctl("start_app");
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+/// The port in a `cluster.sh` message such as "killed master 127.0.0.1:6391 (pid …)".
+fn killed_port(said: &str) -> String {
+    said.split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("a port in {said:?}"))
+        .to_string()
+}
+
+/// A forced Sentinel failover (`SENTINEL FAILOVER`) mid-run: the old master is demoted, its
+/// clients are cut, the workers ask the Sentinels and follow the new master.
+#[tokio::test]
+async fn cluster_redis_sentinel_failover() {
+    let wiring = Wiring {
+        on: &["sentinel"],
+        ..Wiring::default()
+    };
+    let Some(mut c) = Campaign::on_cluster("sentinelfo", wiring).await else {
+        return;
+    };
+    c.warm_up().await;
+    let said = c.fault(&["failover"]).await;
+    println!("{said}");
+    c.collect(Duration::from_secs(2)).await;
+    // And back, so that the run meets two failovers.
+    let said = c.fault(&["failover"]).await;
+    println!("{said}");
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+/// `kill -9` of the Redis master mid-run: the Sentinels promote the replica (after their
+/// `down-after-milliseconds`); writes acknowledged by the master but not yet replicated are
+/// lost, which the gateway's idempotency absorbs. The old master comes back as a replica.
+#[tokio::test]
+async fn cluster_redis_sentinel_master_kill_9() {
+    let wiring = Wiring {
+        on: &["sentinel"],
+        ..Wiring::default()
+    };
+    let Some(mut c) = Campaign::on_cluster("sentinelk9", wiring).await else {
+        return;
+    };
+    c.warm_up().await;
+    let said = c.fault(&["kill", "redis-master"]).await;
+    println!("{said}");
+    c.collect(Duration::from_secs(6)).await;
+    c.fault(&["wait", "sentinel"]).await;
+    c.fault(&["start", "redis", &killed_port(&said)]).await;
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+/// `kill -9` of the Redis Cluster master holding the campaign channel's slot mid-run: its
+/// replica takes over after `cluster-node-timeout`, the workers' cluster client follows the
+/// new slot map. The old master comes back as a replica.
+#[tokio::test]
+async fn cluster_redis_cluster_master_kill_9() {
+    let wiring = Wiring {
+        on: &["cluster"],
+        ..Wiring::default()
+    };
+    let Some(mut c) = Campaign::on_cluster("rcluster", wiring).await else {
+        return;
+    };
+    // Every key of the channel is in the slot of its hash tag: kill the master serving it.
+    let nodes = c.cluster.as_ref().unwrap().redis_cluster_urls();
+    let mut conn = redis::Client::open(nodes[0].as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(CHANNEL)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let range = match slot {
+        0..=5460 => "1",
+        5461..=10922 => "2",
+        _ => "3",
+    };
+    c.warm_up().await;
+    let said = c.fault(&["kill", "cluster-master", range]).await;
+    println!("{said}");
+    c.collect(Duration::from_secs(6)).await;
+    c.fault(&["wait", "cluster"]).await;
+    c.fault(&["start", "cluster-node", &killed_port(&said)])
+        .await;
+    c.finish(limit()).await;
+    c.verify().await;
+}
+
+/// A rolling restart of the three RabbitMQ nodes (`stop_app`, a pause, `start_app`, one after
+/// the other) while jobs flow: the workers move between nodes, the quorum queues keep a
+/// majority throughout and elect new leaders.
+#[tokio::test]
+async fn cluster_rabbitmq_rolling_restart() {
+    let wiring = Wiring {
+        on: &["rabbit"],
+        ..Wiring::default()
+    };
+    let Some(mut c) = Campaign::on_cluster("rrolling", wiring).await else {
+        return;
+    };
+    c.warm_up().await;
+    for node in ["1", "2", "3"] {
+        c.fault(&["rabbitmqctl", node, "stop_app"]).await;
+        c.collect(Duration::from_secs(2)).await;
+        c.fault(&["rabbitmqctl", node, "start_app"]).await;
+        c.fault(&["wait", "rabbit"]).await;
+        c.collect(Duration::from_secs(1)).await;
+    }
     c.finish(limit()).await;
     c.verify().await;
 }

@@ -6,6 +6,10 @@
 //! it declared when dropped, so tests run in parallel and repeatedly against one broker
 //! without leaving quorum queues (Raft groups) behind.
 
+mod cluster;
+
+pub use cluster::LocalCluster;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -621,14 +625,32 @@ impl TempConfig {
         worker_toml: &str,
         channels_toml: &str,
     ) -> Self {
+        Self::write_sections(
+            app,
+            &format!("url = {amqp_url:?}"),
+            &format!("url = {redis_url:?}"),
+            worker_toml,
+            channels_toml,
+        )
+    }
+
+    /// As [`Self::write_via`], with where the broker and Redis are given as the `[amqp]` and
+    /// `[redis]` lines (a cluster's `urls`, `sentinels`, …).
+    pub fn write_sections(
+        app: &TestApp,
+        amqp_toml: &str,
+        redis_toml: &str,
+        worker_toml: &str,
+        channels_toml: &str,
+    ) -> Self {
         let text = format!(
             r#"
 [amqp]
-url = "{amqp}"
+{amqp_toml}
 prefix = "{prefix}"
 delay_tiers = ["1s", "5s"]
 [redis]
-url = "{redis}"
+{redis_toml}
 prefix = "{prefix}"
 # Several worker processes run at once: each takes a free port.
 [http]
@@ -637,8 +659,6 @@ listen = "127.0.0.1:0"
 {worker_toml}
 {channels_toml}
 "#,
-            amqp = amqp_url,
-            redis = redis_url,
             prefix = app.prefix,
         );
         let path = std::env::temp_dir().join(format!("{}.toml", app.prefix));
