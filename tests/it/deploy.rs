@@ -608,3 +608,113 @@ fn kubernetes_waits_longer_than_the_workers_shutdown_grace() {
         "deploy/kubernetes/deployment.yaml: terminationGracePeriodSeconds {grace} must exceed the worker's shutdown_grace ({shutdown_grace:?}), or Kubernetes kills it mid-drain"
     );
 }
+
+/// The cluster variant's configurations load with the worker's loader and name a cluster:
+/// three RabbitMQ nodes and three Sentinels, in compose (file + env_file) and in Kubernetes
+/// (the ConfigMap's file + the Deployment's environment, its `$(VAR)` references filled in
+/// as the kubelet would).
+#[test]
+fn the_cluster_variant_loads_and_names_three_brokers_and_three_sentinels() {
+    use mensajero::store::RedisTarget;
+    let dir = deploy().join("cluster");
+    let mut problems = Vec::new();
+    let mut check = |what: &str, loaded: Result<Config, String>| match loaded {
+        Err(e) => problems.push(format!("{what}: {e}")),
+        Ok(config) => {
+            if config.amqp.nodes().len() != 3 {
+                problems.push(format!(
+                    "{what}: {} broker nodes",
+                    config.amqp.nodes().len()
+                ));
+            }
+            match config.redis.target() {
+                RedisTarget::Sentinel { sentinels, .. } if sentinels.len() == 3 => {}
+                other => problems.push(format!("{what}: redis is {other:?}, not three sentinels")),
+            }
+        }
+    };
+
+    let compose = yaml(&dir.join("docker-compose.yml"));
+    let worker = compose
+        .get("services")
+        .and_then(|s| s.get("worker"))
+        .expect("deploy/cluster/docker-compose.yml: no service worker");
+    let env: Vec<(String, String)> = string_list(worker.get("env_file"))
+        .iter()
+        .flat_map(|file| env_file(&dir.join(file)))
+        .collect();
+    let toml = read(&dir.join("mensajero.toml"));
+    check(
+        "deploy/cluster compose",
+        Config::from_sources(Some(&toml), env).map_err(|e| e.to_string()),
+    );
+
+    let k8s = dir.join("kubernetes");
+    let configmap = yaml_documents(&k8s.join("configmap.yaml")).expect("configmap.yaml");
+    let toml = configmap
+        .iter()
+        .find_map(|doc| str_at(doc, &["data", "mensajero.toml"]))
+        .expect("deploy/cluster/kubernetes/configmap.yaml: no data.\"mensajero.toml\"")
+        .to_string();
+    let secret = yaml_documents(&k8s.join("secret.example.yaml")).expect("secret.example.yaml");
+    let secrets = secret
+        .iter()
+        .filter_map(|doc| doc.get("stringData")?.as_mapping().cloned())
+        .flatten()
+        .map(|(k, v)| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&k), text(&v))
+        });
+    let deployment = yaml_documents(&k8s.join("deployment.yaml")).expect("deployment.yaml");
+    let containers = deployment
+        .iter()
+        .find_map(|doc| {
+            doc.get("spec")?
+                .get("template")?
+                .get("spec")?
+                .get("containers")?
+                .as_sequence()
+                .cloned()
+        })
+        .expect("deploy/cluster/kubernetes/deployment.yaml: no containers");
+    let env: Vec<(String, String)> = containers[0]
+        .get("env")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|var| {
+            let name = var.get("name")?.as_str()?;
+            let value = var.get("value")?.as_str()?;
+            // `$(VAR)` as the kubelet expands it, with a stand-in value.
+            let filled = regex_lite_fill(value);
+            name.starts_with("MENSAJERO__")
+                .then(|| (name.to_string(), filled))
+        })
+        .chain(secrets)
+        .collect();
+    check(
+        "deploy/cluster/kubernetes",
+        Config::from_sources(Some(&toml), env).map_err(|e| e.to_string()),
+    );
+    assert_none(problems, "the cluster variant");
+}
+
+/// `$(NAME)` replaced by `name` (lowercase letters and digits are valid in every URL part).
+fn regex_lite_fill(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find(')') else {
+            break;
+        };
+        out.push_str(
+            &rest[start + 2..start + end]
+                .to_ascii_lowercase()
+                .replace('_', ""),
+        );
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
