@@ -406,3 +406,79 @@ async fn cluster_redis_sentinel_replication_loss_is_the_last_moments_only() {
         .await
         .expect("cluster down");
 }
+
+/// What a lost dedupe record (written by a Redis master just before it died, never
+/// replicated) costs when the producer re-publishes the job: on Waspy (`Idempotency-Key`) and
+/// Wazzup (`crmMessageId`) the resend carries the same key and the gateway answers it from its
+/// own cache, so nothing is sent twice; Meta has no such mechanism and sends again (README
+/// "Guarantees").
+#[tokio::test]
+async fn a_lost_dedupe_record_is_covered_by_waspy_and_wazzup_idempotency() {
+    let (core, gateway, _stop) =
+        common::start_gateway(mensajero::config::MockOptions::default()).await;
+    let prefix = unique_prefix("lost-record");
+    let config = common::config(
+        &prefix,
+        &common::gateway_channels(&gateway),
+        common::GATEWAY_ENV,
+    );
+    let redis_prefix = config.redis.prefix.clone();
+    let app = TestApp::spawn(config).await;
+    let jobs: Vec<serde_json::Value> = ["waspy-ar", "wazzup-ru", "meta-mx"]
+        .iter()
+        .map(|channel| {
+            json!({
+                "id": format!("lost-{channel}"), "channel": channel, "to": "+5491126032641",
+                "idempotency_key": format!("order-1847-{channel}"),
+                "message": {"type": "text", "text": {"body": "Tu pedido #1847 salió hoy"}}
+            })
+        })
+        .collect();
+    let sent = |outcomes: Vec<mensajero::outcome::Outcome>| {
+        outcomes
+            .into_iter()
+            .filter(|o| o.status == Status::Sent)
+            .map(|o| o.channel)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    for job in &jobs {
+        app.enqueue(job).await;
+    }
+    assert_eq!(sent(app.outcomes(6).await).len(), 3);
+    assert_eq!(core.stats().sent, 3);
+
+    // The failover's loss: the three dedupe records are gone.
+    let client = redis::Client::open(common::services().redis_url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    for job in &jobs {
+        let key = format!(
+            "{redis_prefix}:dedupe:{}:{}",
+            job["channel"].as_str().unwrap(),
+            job["idempotency_key"].as_str().unwrap()
+        );
+        let removed: u32 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+        assert_eq!(removed, 1, "{key} existed");
+    }
+    // The producer re-publishes inside the window.
+    for job in &jobs {
+        app.enqueue(job).await;
+    }
+    assert_eq!(
+        sent(app.outcomes(6).await).len(),
+        3,
+        "each resend reports sent"
+    );
+    let stats = core.stats();
+    assert_eq!(
+        (stats.sent, stats.replayed),
+        (4, 2),
+        "Waspy and Wazzup answered from their caches, Meta sent again: {stats:#?}"
+    );
+}
