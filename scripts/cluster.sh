@@ -13,6 +13,8 @@
 #        scripts/cluster.sh env                                   the URL variables again
 #        scripts/cluster.sh wait   [rabbit|sentinel|cluster|all]  block until healthy again after a fault
 #        scripts/cluster.sh kill rabbit N          kill -9 node cN (N = 1..3)
+#        scripts/cluster.sh stop rabbit N          stop node cN cleanly (rabbitmqctl stop), as a
+#                                                  rolling restart does
 #        scripts/cluster.sh start rabbit N         restart node cN; it rejoins the cluster
 #        scripts/cluster.sh kill redis-master      kill -9 the master the sentinels currently report
 #        scripts/cluster.sh start redis PORT       restart 6391/6392 (it comes back as a replica)
@@ -357,6 +359,16 @@ rabbit_kill() {
   pid=$(rabbit_pid "$n") || die "$(rabbit_node "$n") is not running"
   kill9_pid "$pid" "$(rabbit_node "$n")"
   say "rabbit: killed $(rabbit_node "$n") (pid $pid, kill -9); 'start rabbit $n' brings it back"
+}
+
+rabbit_stop() {
+  local n=$1 pid
+  check_rabbit_n "$n"
+  pid=$(rabbit_pid "$n") || die "$(rabbit_node "$n") is not running"
+  # With the pidfile, `stop` returns only once the node's process has exited.
+  rabbitmqctl_n "$n" -q stop "$(rabbit_dir "$n")/pid" >/dev/null ||
+    die "rabbitmqctl stop of $(rabbit_node "$n") failed"
+  say "rabbit: stopped $(rabbit_node "$n") (pid $pid, rabbitmqctl stop); 'start rabbit $n' brings it back"
 }
 
 rabbit_restart() {
@@ -949,6 +961,12 @@ main() {
         redis-master) sentinel_kill_master ;;
         cluster-master) cluster_kill_master "${2:-}" ;;
         *) die "kill what? rabbit N | redis-master | cluster-master N" ;;
+      esac
+      ;;
+    stop)
+      case ${1:-} in
+        rabbit) rabbit_stop "${2:-}" ;;
+        *) die "stop what? rabbit N" ;;
       esac
       ;;
     start)

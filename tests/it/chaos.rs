@@ -1127,9 +1127,9 @@ async fn cluster_redis_cluster_master_kill_9() {
     c.verify().await;
 }
 
-/// A rolling restart of the three RabbitMQ nodes (`stop_app`, a pause, `start_app`, one after
-/// the other) while jobs flow: the workers move between nodes, the quorum queues keep a
-/// majority throughout and elect new leaders.
+/// A rolling restart of the three RabbitMQ nodes (`rabbitmqctl stop`, a pause, the node
+/// started again and rejoined, one after the other) while jobs flow: the workers move between
+/// nodes, the quorum queues keep a majority throughout and elect new leaders.
 #[tokio::test]
 async fn cluster_rabbitmq_rolling_restart() {
     let wiring = Wiring {
@@ -1141,10 +1141,9 @@ async fn cluster_rabbitmq_rolling_restart() {
     };
     c.warm_up().await;
     for node in ["1", "2", "3"] {
-        c.fault(&["rabbitmqctl", node, "stop_app"]).await;
+        c.fault(&["stop", "rabbit", node]).await;
         c.collect(Duration::from_secs(2)).await;
-        c.fault(&["rabbitmqctl", node, "start_app"]).await;
-        c.fault(&["wait", "rabbit"]).await;
+        c.fault(&["start", "rabbit", node]).await;
         c.collect(Duration::from_secs(1)).await;
     }
     c.finish(limit()).await;
