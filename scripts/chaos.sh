@@ -3,6 +3,9 @@
 # processes (release build), one scenario at a time, each printing one line:
 #   jobs, faults injected, lost, duplicated, out of order, what the gateway saw, time.
 # Usage: scripts/chaos.sh [jobs] [nextest filter…]   (default 5000 jobs; the suite runs the same code with 300)
+# The cluster campaigns (cluster_* in tests/it/chaos.rs and tests/it/cluster.rs) start and stop
+# the local clusters of scripts/cluster.sh themselves; `scripts/chaos.sh 5000 -E "test(/cluster_/)"`
+# runs only them.
 # Loopback only; every campaign is bounded in time (15 min) and cleans up after itself.
 # It includes one real RabbitMQ restart (rabbitmqctl stop_app/start_app): run it on a machine
 # whose broker nothing else is using at the time.
