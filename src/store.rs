@@ -66,8 +66,6 @@ pub enum RedisTarget {
         sentinels: Vec<String>,
         /// The name the Sentinels monitor the master under.
         master_name: String,
-        /// Replicas that must have each write (`WAIT`) before it counts as done; 0: none.
-        wait_replicas: u32,
     },
     /// A Redis Cluster, found through any of these nodes.
     Cluster(Vec<String>),
@@ -128,9 +126,8 @@ impl Redis {
             RedisTarget::Sentinel {
                 sentinels,
                 master_name,
-                wait_replicas,
             } => Conn::Sentinel(Arc::new(
-                SentinelMaster::connect(sentinels, master_name, *wait_replicas).await?,
+                SentinelMaster::connect(sentinels, master_name).await?,
             )),
             RedisTarget::Cluster(nodes) => Conn::Cluster(
                 ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -161,12 +158,8 @@ impl ConnectionLike for Redis {
             Conn::Sentinel(s) => Box::pin(async move {
                 let (generation, mut conn) = s.current();
                 let result = conn.req_packed_command(cmd).await;
-                match &result {
-                    Err(e) => s.on_error(generation, e).await,
-                    Ok(_) if s.wait_replicas > 0 && writes(cmd) => {
-                        s.replicated(generation, &mut conn).await?;
-                    }
-                    Ok(_) => {}
+                if let Err(e) = &result {
+                    s.on_error(generation, e).await;
                 }
                 result
             }),
@@ -217,32 +210,13 @@ struct SentinelMaster {
     last_asked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Asking has failed since the last success: only the first failure is a warning.
     failing: std::sync::atomic::AtomicBool,
-    /// `[redis] wait_replicas`.
-    wait_replicas: u32,
 }
-
-/// Whether `cmd` may write: mensajero writes through scripts and `SET`/`DEL` only.
-fn writes(cmd: &Cmd) -> bool {
-    match cmd.args_iter().next() {
-        Some(redis::Arg::Simple(name)) => [&b"EVALSHA"[..], b"EVAL", b"SET", b"DEL"]
-            .iter()
-            .any(|w| name.eq_ignore_ascii_case(w)),
-        _ => false,
-    }
-}
-
-/// How long `WAIT` waits for the replicas; past it the write does not count as done.
-const WAIT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The least time between two questions to the Sentinels.
 const SENTINEL_ASK_EVERY: Duration = Duration::from_millis(250);
 
 impl SentinelMaster {
-    async fn connect(
-        sentinels: &[String],
-        master_name: &str,
-        wait_replicas: u32,
-    ) -> Result<Self, RedisError> {
+    async fn connect(sentinels: &[String], master_name: &str) -> Result<Self, RedisError> {
         // The master is logged in to (user, password, database) as the first Sentinel URL
         // says, as in the usual deployments where Sentinels and master share one password.
         let first = sentinels
@@ -265,7 +239,6 @@ impl SentinelMaster {
             current: std::sync::RwLock::new((0, conn)),
             last_asked: std::sync::Mutex::new(Some(std::time::Instant::now())),
             failing: std::sync::atomic::AtomicBool::new(false),
-            wait_replicas,
         })
     }
 
@@ -275,33 +248,6 @@ impl SentinelMaster {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         client.get_async_connection_with_config(&config).await
-    }
-
-    /// After a write on generation `generation`: `WAIT` until `wait_replicas` replicas have
-    /// it. Fewer within [`WAIT_TIMEOUT`] fails the call, so its caller does it again: a node
-    /// whose replicas stopped following it (it was failed over and not yet demoted) would
-    /// otherwise acknowledge writes the promoted replica never sees.
-    async fn replicated(
-        &self,
-        generation: u64,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<(), RedisError> {
-        let acked: Result<u32, RedisError> = redis::cmd("WAIT")
-            .arg(self.wait_replicas)
-            .arg(millis(WAIT_TIMEOUT))
-            .query_async(conn)
-            .await;
-        let e = match acked {
-            Ok(n) if n >= self.wait_replicas => return Ok(()),
-            Ok(n) => RedisError::from((
-                ErrorKind::Io,
-                "write not replicated",
-                format!("{n} of {} replicas acknowledged it", self.wait_replicas),
-            )),
-            Err(e) => e,
-        };
-        self.on_error(generation, &e).await;
-        Err(e)
     }
 
     fn current(&self) -> (u64, MultiplexedConnection) {

@@ -397,9 +397,7 @@ impl Campaign {
             (services.amqp_url.clone(), None)
         };
         let redis_toml = if on("sentinel") {
-            // Without WAIT a forced failover loses what the old master acknowledged after the
-            // promotion (a 5,000-job run lost 153 correlation records: README "Guarantees").
-            Some(cluster_ref().sentinel_toml() + "wait_replicas = 1\n")
+            Some(cluster_ref().sentinel_toml())
         } else if on("cluster") {
             Some(cluster_ref().redis_cluster_toml())
         } else {
