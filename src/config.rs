@@ -760,12 +760,20 @@ impl Config {
                     .into(),
             );
         }
+        // `url` too: the worker retries an unreachable Redis forever, so an unreadable URL
+        // must be refused here rather than retried as if Redis were down.
+        let mut named: Vec<(String, &String)> = vec![("redis.url".into(), &redis.url)];
         for (field, urls) in [("sentinels", &redis.sentinels), ("cluster", &redis.cluster)] {
-            for (i, url) in urls.iter().enumerate() {
-                if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
-                    // Never the URL itself: it may hold a password.
-                    push(format!("redis.{field}[{i}]"), "not a Redis URL".into());
-                }
+            named.extend(
+                urls.iter()
+                    .enumerate()
+                    .map(|(i, url)| (format!("redis.{field}[{i}]"), url)),
+            );
+        }
+        for (at, url) in named {
+            if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+                // Never the URL itself: it may hold a password.
+                push(at, "not a Redis URL".into());
             }
         }
         match (&redis.master_name, redis.sentinels.is_empty()) {
@@ -1119,6 +1127,13 @@ mod duration_list {
 mod tests {
     use super::*;
 
+    /// The problems `overlay` is refused with, as the worker prints them.
+    fn refused(overlay: &str) -> String {
+        Config::from_sources(Some(overlay), env(&[]))
+            .unwrap_err()
+            .to_string()
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -1230,9 +1245,7 @@ url = "amqp://u:p@rabbit-1:5672/%2f"
 urls = ["amqp://u:p@rabbit-2:5672/%2f", "http://not-amqp"]
 quorum_initial_group_size = 0
 "#;
-        let err = Config::from_sources(Some(both), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = refused(both);
         assert!(err.contains("amqp.urls: set either"), "{err}");
         assert!(err.contains("amqp.urls[1]: not an AMQP URL"), "{err}");
         assert!(err.contains("amqp.quorum_initial_group_size"), "{err}");
@@ -1263,9 +1276,7 @@ quorum_initial_group_size = 0
         );
 
         let wrong = "[redis]\nurl = \"redis://:secret@r:6379\"\nsentinels = [\"redis://:secret@s1:26379\", \"nonsense\"]\ncluster = [\"redis://n1:7001\"]\n";
-        let err = Config::from_sources(Some(wrong), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = refused(wrong);
         assert!(err.contains("redis: set one of"), "{err}");
         assert!(err.contains("redis.sentinels[1]: not a Redis URL"), "{err}");
         assert!(err.contains("redis.master_name: required"), "{err}");
@@ -1273,11 +1284,11 @@ quorum_initial_group_size = 0
             !err.contains("secret") && !err.contains("nonsense"),
             "URLs never echoed: {err}"
         );
-        let stray = "[redis]\nmaster_name = \"m\"\n";
-        let err = Config::from_sources(Some(stray), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let stray = "[redis]\nurl = \"nonsense:secret\"\nmaster_name = \"m\"\n";
+        let err = refused(stray);
         assert!(err.contains("redis.master_name: only means"), "{err}");
+        assert!(err.contains("redis.url: not a Redis URL"), "{err}");
+        assert!(!err.contains("secret"), "URLs never echoed: {err}");
     }
 
     #[test]
