@@ -205,18 +205,31 @@ if state == 'failed' and ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'job') =
 end
 if not state then
   redis.call('HSET', KEYS[1], 'state', 'in_flight', 'job', ARGV[1], 'owner', ARGV[2],
-    'lease_until', now + tonumber(ARGV[3]), 'attempts', 0, 'ambiguous', 0)
+    'lease_until', now + tonumber(ARGV[3]), 'attempts', 0, 'ambiguous', 0, 'claim', 'acquired:0:0')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   return {'acquired'}
 end
 if state == 'in_flight' then
   local job = redis.call('HGET', KEYS[1], 'job')
   local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until')) or 0
+  if job == ARGV[1] and redis.call('HGET', KEYS[1], 'owner') == ARGV[2] then
+    -- This attempt's own claim, asked again because its reply was lost (a timeout after the
+    -- script ran): the answer it had, not 'busy' for its own lease. More attempts than the
+    -- claim found means claim_and_book began one then, its slot being free (`begun`).
+    redis.call('HSET', KEYS[1], 'lease_until', now + tonumber(ARGV[3]))
+    local _, _, kind, amb, attempts = string.find(redis.call('HGET', KEYS[1], 'claim') or '',
+      '^(%a+):(%d):(%d+)$')
+    local begun = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > tonumber(attempts or '0')
+    if kind == 'resumed' then return {'resumed', amb, attempts}, begun end
+    return {'acquired'}, begun
+  end
   if job == ARGV[1] and (lease_until <= now or ARGV[5] == '1') then
-    redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
+    local amb = redis.call('HGET', KEYS[1], 'ambiguous') or '0'
+    local attempts = redis.call('HGET', KEYS[1], 'attempts') or '0'
+    redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_until', now + tonumber(ARGV[3]),
+      'claim', 'resumed:' .. amb .. ':' .. attempts)
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
-    return {'resumed', redis.call('HGET', KEYS[1], 'ambiguous') or '0',
-      redis.call('HGET', KEYS[1], 'attempts') or '0'}
+    return {'resumed', amb, attempts}
   end
   return {'busy', job, tostring(math.max(lease_until - now, 0))}
 end
@@ -300,8 +313,9 @@ fn claim_and_book_script() -> String {
     format!(
         "{NOW_MS}local function claim(KEYS, ARGV)\n{CLAIM}\nend\n\
          local function book(KEYS, ARGV)\n{gcra}\nend\n\
-         local c = claim({{KEYS[1]}}, {{ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}})\n\
+         local c, begun = claim({{KEYS[1]}}, {{ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]}})\n\
          if c[1] ~= 'acquired' and c[1] ~= 'resumed' then return {{c}} end\n\
+         if begun then return {{c, 0}} end\n\
          local wait = book({{KEYS[2], KEYS[3]}}, {{ARGV[7], ARGV[8], ARGV[9], ARGV[10]}})\n\
          if wait == 0 and ARGV[11] == '1' then\n\
            redis.call('HSET', KEYS[1], 'ambiguous', 1)\n\

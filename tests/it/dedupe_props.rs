@@ -438,6 +438,103 @@ async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
     delete_keys(&mut manager.clone(), &prefix).await;
 }
 
+/// A claim whose reply was lost (Redis ran the script, the answer timed out) is asked again
+/// by the same attempt, with the same owner token: it gets the answer it had, not `Busy` for
+/// its own lease (which made the job wait the whole lease out), and the first attempt it
+/// began is not counted twice.
+#[tokio::test]
+async fn a_claim_asked_again_by_its_own_attempt_gets_the_answer_it_had() {
+    let services = common::services();
+    let prefix = common::unique_prefix("dedupe-again");
+    let client = redis::Client::open(services.redis_url.as_str()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis");
+    let dedupe = Dedupe::new(manager.clone(), &prefix);
+    let limiter = RateLimiter::new(manager.clone(), &prefix);
+    // One per second, no burst: a channel's first booking is free now, its second waits.
+    let limits = Limits {
+        per_second: 1,
+        burst: 1,
+        recipient_interval: None,
+    };
+    let claim = |key: &'static str, owner: &'static str, channel: &'static str, begin: bool| {
+        let booking = limiter.booking(channel, "+15550001", &limits, Duration::from_secs(5));
+        let dedupe = &dedupe;
+        async move {
+            let request = ClaimRequest {
+                channel: CHANNEL,
+                idempotency_key: key,
+                job_id: "job-a",
+                owner,
+                lease: LONG_LEASE,
+                window: WINDOW,
+                // "second" is a redelivered copy of an idempotent gateway's job.
+                take_over_live: owner == "second",
+                restart_failed: false,
+            };
+            dedupe
+                .claim_and_book(&request, &booking, begin)
+                .await
+                .expect("redis")
+        }
+    };
+
+    // Acquired with its first attempt begun: asked again, the same, and still one attempt.
+    assert_eq!(
+        claim("begun", "first", "ch-a", true).await,
+        (Claim::Acquired, Some(Permit::Now))
+    );
+    assert_eq!(
+        claim("begun", "first", "ch-a", true).await,
+        (Claim::Acquired, Some(Permit::Now)),
+        "the slot the first answer booked is the one it goes on"
+    );
+    assert_eq!(
+        claim("begun", "second", "ch-z", false).await.0,
+        Claim::Resumed {
+            ambiguous: true,
+            previous_attempts: 1
+        },
+        "the attempt begun once is counted once"
+    );
+    // The copy that took over loses its reply too: resumed again, with what it found then.
+    assert_eq!(
+        claim("begun", "second", "ch-z", false).await.0,
+        Claim::Resumed {
+            ambiguous: true,
+            previous_attempts: 1
+        }
+    );
+
+    // Acquired with its slot later (nothing begun): asked again, it books again.
+    let (first, permit) = claim("later", "first", "ch-a", true).await;
+    assert_eq!(first, Claim::Acquired);
+    assert!(matches!(permit, Some(Permit::After(_))), "{permit:?}");
+    let (again, permit) = claim("later", "first", "ch-a", true).await;
+    assert_eq!(again, Claim::Acquired);
+    assert!(matches!(permit, Some(Permit::After(_))), "{permit:?}");
+    assert_eq!(
+        claim("later", "second", "ch-z", false).await.0,
+        Claim::Resumed {
+            ambiguous: false,
+            previous_attempts: 0
+        },
+        "nothing begun"
+    );
+
+    // Another attempt of the same job, not allowed to take over, still waits for the lease.
+    assert!(
+        matches!(
+            claim("later", "third", "ch-z", false).await.0,
+            Claim::Busy { .. }
+        ),
+        "only the lease's own owner is answered again"
+    );
+
+    delete_keys(&mut manager.clone(), &prefix).await;
+}
+
 /// Delete a test's keys under `prefix` (test prefixes are unique, so `KEYS` stays small).
 async fn delete_keys(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
