@@ -531,12 +531,24 @@ gateway_url = "{gateway}"
         said
     }
 
-    /// Collect until a fifth of the jobs are over, so that a fault meets jobs in every state.
-    async fn warm_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    /// Collect until a fifth of the jobs are over (or `within` has passed), so that a fault
+    /// meets jobs in every state.
+    async fn warm_up(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
         while self.finished() < self.jobs / 5 && Instant::now() < deadline {
             self.collect(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `kill -9` what `kill` names, let jobs meet the promotion for 6 s, wait until `part` is
+    /// healthy, then start the killed node again (`start <restart> <its port>`): it comes back
+    /// as a replica.
+    async fn kill_and_restore(&mut self, kill: &[&str], part: &str, restart: &str) {
+        let said = self.fault(kill).await;
+        println!("{said}");
+        self.collect(Duration::from_secs(6)).await;
+        self.fault(&["wait", part]).await;
+        self.fault(&["start", restart, &killed_port(&said)]).await;
     }
 
     /// Start replica `i` on its own port.
@@ -947,11 +959,7 @@ async fn chaos_redis_unreachable_for_10_s() {
         },
     )
     .await;
-    // Let some jobs through first, so the outage meets jobs in every state.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.finished() < c.jobs / 5 && Instant::now() < deadline {
-        c.collect(Duration::from_millis(100)).await;
-    }
+    c.warm_up(Duration::from_secs(60)).await;
     c.redis.as_ref().unwrap().cut();
     c.faults += 1;
     c.collect(Duration::from_secs(10)).await;
@@ -1014,10 +1022,7 @@ async fn chaos_rolling_sigterm_restart_of_every_replica() {
 #[ignore = "restarts the shared RabbitMQ: scripts/chaos.sh runs it"]
 async fn chaos_rabbitmq_restart() {
     let mut c = Campaign::new("restart", Wiring::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while c.finished() < c.jobs / 5 && Instant::now() < deadline {
-        c.collect(Duration::from_millis(100)).await;
-    }
+    c.warm_up(Duration::from_secs(120)).await;
     let rabbitmqctl = |verb: &str| {
         let status = std::process::Command::new("rabbitmqctl")
             .args(["-q", verb])
@@ -1053,7 +1058,7 @@ async fn cluster_redis_sentinel_failover() {
     let Some(mut c) = Campaign::on_cluster("sentinelfo", wiring).await else {
         return;
     };
-    c.warm_up().await;
+    c.warm_up(Duration::from_secs(60)).await;
     let said = c.fault(&["failover"]).await;
     println!("{said}");
     c.collect(Duration::from_secs(2)).await;
@@ -1076,12 +1081,9 @@ async fn cluster_redis_sentinel_master_kill_9() {
     let Some(mut c) = Campaign::on_cluster("sentinelk9", wiring).await else {
         return;
     };
-    c.warm_up().await;
-    let said = c.fault(&["kill", "redis-master"]).await;
-    println!("{said}");
-    c.collect(Duration::from_secs(6)).await;
-    c.fault(&["wait", "sentinel"]).await;
-    c.fault(&["start", "redis", &killed_port(&said)]).await;
+    c.warm_up(Duration::from_secs(60)).await;
+    c.kill_and_restore(&["kill", "redis-master"], "sentinel", "redis")
+        .await;
     c.finish(limit()).await;
     c.verify().await;
 }
@@ -1116,13 +1118,13 @@ async fn cluster_redis_cluster_master_kill_9() {
         5461..=10922 => "2",
         _ => "3",
     };
-    c.warm_up().await;
-    let said = c.fault(&["kill", "cluster-master", range]).await;
-    println!("{said}");
-    c.collect(Duration::from_secs(6)).await;
-    c.fault(&["wait", "cluster"]).await;
-    c.fault(&["start", "cluster-node", &killed_port(&said)])
-        .await;
+    c.warm_up(Duration::from_secs(60)).await;
+    c.kill_and_restore(
+        &["kill", "cluster-master", range],
+        "cluster",
+        "cluster-node",
+    )
+    .await;
     c.finish(limit()).await;
     c.verify().await;
 }
@@ -1139,7 +1141,7 @@ async fn cluster_rabbitmq_rolling_restart() {
     let Some(mut c) = Campaign::on_cluster("rrolling", wiring).await else {
         return;
     };
-    c.warm_up().await;
+    c.warm_up(Duration::from_secs(60)).await;
     for node in ["1", "2", "3"] {
         c.fault(&["stop", "rabbit", node]).await;
         c.collect(Duration::from_secs(2)).await;
@@ -1239,11 +1241,7 @@ async fn chaos_broker_blocks_publishers_under_a_memory_alarm() {
         },
     )
     .await;
-    // Let jobs flow first, so the alarm meets jobs in every state.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.finished() < c.jobs / 5 && Instant::now() < deadline {
-        c.collect(Duration::from_millis(100)).await;
-    }
+    c.warm_up(Duration::from_secs(60)).await;
     let length = Duration::from_secs(if long() { 20 } else { 6 });
     let alarm = match MemoryAlarm::raise() {
         Ok(alarm) => alarm,

@@ -312,16 +312,11 @@ async fn cluster_redis_sentinel_replication_loss_is_the_last_moments_only() {
         return;
     };
     let config = common::config(&unique_prefix("loss"), "", &[]);
-    let mut redis_config = config.redis.clone();
-    let toml: toml::Table = cluster.sentinel_toml().parse().unwrap();
-    redis_config.sentinels = toml["sentinels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    redis_config.master_name = Some(toml["master_name"].as_str().unwrap().to_string());
-    let target: RedisTarget = redis_config.target();
+    let (sentinels, master_name) = cluster.sentinels();
+    let target = RedisTarget::Sentinel {
+        sentinels,
+        master_name,
+    };
     let redis = Redis::connect(&target)
         .await
         .expect("the sentinels' master");

@@ -61,13 +61,18 @@ impl LocalCluster {
         self.list("MENSAJERO_CLUSTER_AMQP_URLS")
     }
 
+    /// The Sentinels' URLs and the name they watch the master under.
+    pub fn sentinels(&self) -> (Vec<String>, String) {
+        (
+            self.list("MENSAJERO_SENTINEL_URLS"),
+            self.env["MENSAJERO_SENTINEL_MASTER_NAME"].clone(),
+        )
+    }
+
     /// The `[redis]` lines of a worker using the Sentinel group.
     pub fn sentinel_toml(&self) -> String {
-        format!(
-            "sentinels = {:?}\nmaster_name = {:?}\n",
-            self.list("MENSAJERO_SENTINEL_URLS"),
-            self.env["MENSAJERO_SENTINEL_MASTER_NAME"]
-        )
+        let (urls, master_name) = self.sentinels();
+        format!("sentinels = {urls:?}\nmaster_name = {master_name:?}\n")
     }
 
     /// The Redis Cluster's nodes' URLs.
