@@ -209,6 +209,10 @@ struct Row {
     gateway_conns_time_wait: usize,
     /// Wall time of the scenario's measured part.
     wall_s: f64,
+    /// Worker and RabbitMQ CPU per job between 10 % and 90 % of the jobs finished (sampled
+    /// every 100 ms), the interval of `steady_jobs_per_s`.
+    steady_cpu_ms_per_job: f64,
+    steady_rabbitmq_cpu_ms_per_job: f64,
     /// Preloaded jobs per second of the bench's confirmed publishing, before any worker runs:
     /// where a cluster's replication of each publish shows, outside the measured part.
     preload_jobs_per_s: f64,
@@ -543,21 +547,53 @@ struct Others {
     redis: Duration,
 }
 
+/// CPU used so far by these processes together (those gone count nothing).
+fn cpu_of(ctx: &Ctx, pids: &[u32]) -> Duration {
+    pids.iter()
+        .filter_map(|p| procs::cpu_time(*p, ctx.clock_ticks).ok())
+        .sum()
+}
+
+/// CPU used so far by the scenario's RabbitMQ.
+fn rabbitmq_cpu(ctx: &Ctx, scenario: &Scenario) -> Duration {
+    match rabbitmq_pids(ctx, scenario) {
+        [] => cpu_of(ctx, &procs::pids_of("beam.smp")),
+        pids => cpu_of(ctx, pids),
+    }
+}
+
 impl Others {
     fn sample(ctx: &Ctx, scenario: &Scenario, mock: &MockGateway) -> Self {
-        let cpu = |pids: &[u32]| {
-            pids.iter()
-                .filter_map(|p| procs::cpu_time(*p, ctx.clock_ticks).ok())
-                .sum()
-        };
         Self {
-            mock: mock.pid().map_or(Duration::ZERO, |p| cpu(&[p])),
-            rabbitmq: match rabbitmq_pids(ctx, scenario) {
-                [] => cpu(&procs::pids_of("beam.smp")),
-                pids => cpu(pids),
-            },
-            redis: cpu(&procs::pids_of("redis-server")),
+            mock: mock.pid().map_or(Duration::ZERO, |p| cpu_of(ctx, &[p])),
+            rabbitmq: rabbitmq_cpu(ctx, scenario),
+            redis: cpu_of(ctx, &procs::pids_of("redis-server")),
         }
+    }
+}
+
+/// Worker and RabbitMQ CPU at one moment of a measured interval, with the jobs finished by
+/// then: the steady part's CPU per job is read between two of these.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    finished: usize,
+    worker: Duration,
+    rabbitmq: Duration,
+}
+
+/// Worker and RabbitMQ CPU-ms per job between the samples where 10 % and 90 % of `wanted`
+/// had finished: like steady jobs/s, blind to start-up and to a tail of a few slow jobs,
+/// whose idle seconds would otherwise be charged to the whole run (a job waiting out a
+/// 60 s lease adds 60 s of three idle brokers to the cluster's CPU per job).
+fn steady_cpu(samples: &[CpuSample], wanted: usize) -> (f64, f64) {
+    let at = |n: usize| samples.iter().find(|s| s.finished >= n);
+    match (at(wanted / 10), at(wanted * 9 / 10)) {
+        (Some(a), Some(b)) if b.finished > a.finished => {
+            let jobs = (b.finished - a.finished) as f64;
+            let ms = |x: Duration, y: Duration| x.saturating_sub(y).as_secs_f64() * 1e3 / jobs;
+            (ms(b.worker, a.worker), ms(b.rabbitmq, a.rabbitmq))
+        }
+        _ => (0.0, 0.0),
     }
 }
 
@@ -727,6 +763,7 @@ async fn measure(
     let started = Instant::now();
     let mut conns_max = 0usize;
     let mut last_socket_sample = Instant::now() - Duration::from_secs(1);
+    let mut samples = Vec::new();
     loop {
         let finished = {
             let data = collector.lock();
@@ -734,6 +771,11 @@ async fn measure(
                 .filter(|id| data.jobs.get(*id).is_some_and(|t| t.terminal > 0))
                 .count()
         };
+        samples.push(CpuSample {
+            finished,
+            worker: workers.iter().map(|w| cpu_of(ctx, &[w.pid()])).sum(),
+            rabbitmq: rabbitmq_cpu(ctx, scenario),
+        });
         if last_socket_sample.elapsed() >= Duration::from_millis(500) {
             conns_max = conns_max.max(procs::sockets(mock.port).0);
             last_socket_sample = Instant::now();
@@ -816,6 +858,7 @@ async fn measure(
         .iter()
         .map(|t| u64::from(t.terminal) + u64::from(t.queued_at.is_some()))
         .sum();
+    let (steady_cpu_ms_per_job, steady_rabbitmq_cpu_ms_per_job) = steady_cpu(&samples, wanted);
     Ok(Row {
         scenario: scenario.name.to_string(),
         round: scenario.round,
@@ -858,6 +901,8 @@ async fn measure(
         gateway_conns_max: conns_max.max(established),
         gateway_conns_time_wait: time_wait,
         wall_s: started.elapsed().as_secs_f64(),
+        steady_cpu_ms_per_job,
+        steady_rabbitmq_cpu_ms_per_job,
         preload_jobs_per_s: 0.0,
         preload_rabbitmq_cpu_ms_per_job: 0.0,
     })
@@ -954,10 +999,11 @@ fn table(rows: &[Row]) -> String {
 /// scenario's range over the rounds.
 fn rounds_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "\nBy round, against the round's first row (steady jobs/s; CPU-ms per job over the \
-         measured part, RabbitMQ = the scenario's broker processes; preload = the bench's \
-         confirmed publishing before the workers start):\n\n\
-         | round | scenario | broker | steady jobs/s | worker CPU-ms/job | RabbitMQ CPU-ms/job | preload jobs/s | preload RabbitMQ CPU-ms/job | jobs/s × | worker CPU × | RabbitMQ CPU × |\n\
+        "\nBy round, against the round's first row (steady = between 10 % and 90 % of the jobs \
+         finished, whole = worker spawn to the last outcome; RabbitMQ = the scenario's broker \
+         processes; preload = the bench's confirmed publishing before the workers start; the \
+         ratios are of the steady numbers):\n\n\
+         | round | scenario | broker | steady jobs/s | worker CPU-ms/job steady (whole) | RabbitMQ CPU-ms/job steady (whole) | preload jobs/s | preload RabbitMQ CPU-ms/job | jobs/s × | worker CPU × | RabbitMQ CPU × |\n\
          |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
@@ -970,24 +1016,29 @@ fn rounds_table(rows: &[Row]) -> String {
         for r in &of_round {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {:.0} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} |",
                 r.round,
                 r.scenario,
                 r.broker,
                 r.steady_jobs_per_s,
+                r.steady_cpu_ms_per_job,
                 r.cpu_ms_per_job,
+                r.steady_rabbitmq_cpu_ms_per_job,
                 r.rabbitmq_cpu_ms_per_job,
                 r.preload_jobs_per_s,
                 r.preload_rabbitmq_cpu_ms_per_job,
                 ratio(r.steady_jobs_per_s, base.steady_jobs_per_s),
-                ratio(r.cpu_ms_per_job, base.cpu_ms_per_job),
-                ratio(r.rabbitmq_cpu_ms_per_job, base.rabbitmq_cpu_ms_per_job),
+                ratio(r.steady_cpu_ms_per_job, base.steady_cpu_ms_per_job),
+                ratio(
+                    r.steady_rabbitmq_cpu_ms_per_job,
+                    base.steady_rabbitmq_cpu_ms_per_job
+                ),
             );
         }
     }
     out.push_str(
         "\nRange over the rounds (min–max):\n\n\
-         | scenario | rounds | steady jobs/s | worker CPU-ms/job | RabbitMQ CPU-ms/job | preload jobs/s | preload RabbitMQ CPU-ms/job |\n\
+         | scenario | rounds | steady jobs/s | worker CPU-ms/job (steady) | RabbitMQ CPU-ms/job (steady) | preload jobs/s | preload RabbitMQ CPU-ms/job |\n\
          |---|---:|---|---|---|---|---|\n",
     );
     let mut names: Vec<&str> = Vec::new();
@@ -1008,8 +1059,8 @@ fn rounds_table(rows: &[Row]) -> String {
             "| {name} | {} | {} | {} | {} | {} | {} |",
             of.len(),
             range(|r| r.steady_jobs_per_s, 0),
-            range(|r| r.cpu_ms_per_job, 3),
-            range(|r| r.rabbitmq_cpu_ms_per_job, 3),
+            range(|r| r.steady_cpu_ms_per_job, 3),
+            range(|r| r.steady_rabbitmq_cpu_ms_per_job, 3),
             range(|r| r.preload_jobs_per_s, 0),
             range(|r| r.preload_rabbitmq_cpu_ms_per_job, 3),
         );
