@@ -64,9 +64,36 @@ struct Cli {
     /// spaces; the worker's CPU and memory numbers then include the wrapper's.
     #[arg(long)]
     worker_wrapper: Option<String>,
-    /// Run only the scenario of this name, or else those whose name contains this.
-    #[arg(long)]
-    only: Option<String>,
+    /// Run only the scenarios of these names (comma-separated), each an exact name when one
+    /// matches, else a substring.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Run the selected scenarios this many times in turn (A, B, A, B, …): on a noisy host,
+    /// alternating rounds compare better than back-to-back repeats.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// The nodes of a RabbitMQ cluster (comma-separated), each with a vhost of your own
+    /// (`bench/run.sh --cluster` makes one): cluster scenarios run there and are skipped
+    /// without it.
+    #[arg(long, env = "BENCH_CLUSTER_AMQP_URLS", value_delimiter = ',')]
+    cluster_amqp_urls: Vec<String>,
+    /// Pids of the RabbitMQ behind `--amqp-url`, whose CPU is measured; unset, every
+    /// `beam.smp` on the machine counts (cluster nodes included).
+    #[arg(long, value_delimiter = ',')]
+    rabbitmq_pids: Vec<u32>,
+    /// Pids of the cluster's nodes, whose CPU is summed in cluster scenarios; unset, every
+    /// `beam.smp` counts.
+    #[arg(long, value_delimiter = ',')]
+    cluster_rabbitmq_pids: Vec<u32>,
+}
+
+/// Which RabbitMQ a scenario's workers and load generator use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broker {
+    /// The one node behind `--amqp-url`.
+    Single,
+    /// The nodes of `--cluster-amqp-urls`, as `[amqp] urls`: quorum queues replicated to all.
+    Cluster,
 }
 
 /// One scenario: a gateway behaviour, a worker setup and a load.
@@ -86,6 +113,10 @@ struct Scenario {
     rust_log: Option<&'static str>,
     /// Open loop at these fractions of the capacity measured by `capacity_from`, this long each.
     open_loop: Option<(Vec<f64>, Duration, &'static str)>,
+    broker: Broker,
+    /// Which of `--rounds` this is (from 1): later rounds get names of their own so nothing
+    /// a round leaves behind can meet the next one.
+    round: u32,
 }
 
 impl Scenario {
@@ -104,6 +135,18 @@ impl Scenario {
             retry_schedule: None,
             rust_log: None,
             open_loop: None,
+            broker: Broker::Single,
+            round: 1,
+        }
+    }
+
+    /// The scenario's name in queue, key, job and file names: its name, plus the round after
+    /// the first.
+    fn tag(&self) -> String {
+        if self.round == 1 {
+            self.name.to_string()
+        } else {
+            format!("{}-r{}", self.name, self.round)
         }
     }
 }
@@ -112,6 +155,9 @@ impl Scenario {
 #[derive(Debug, Clone, Default, Serialize)]
 struct Row {
     scenario: String,
+    round: u32,
+    /// `single` or `cluster` (`Broker`).
+    broker: String,
     replicas: usize,
     jobs: u64,
     finished: u64,
@@ -163,6 +209,15 @@ struct Row {
     gateway_conns_time_wait: usize,
     /// Wall time of the scenario's measured part.
     wall_s: f64,
+    /// Worker and RabbitMQ CPU per job between 10 % and 90 % of the jobs finished (sampled
+    /// every 100 ms), the interval of `steady_jobs_per_s`.
+    steady_cpu_ms_per_job: f64,
+    steady_rabbitmq_cpu_ms_per_job: f64,
+    /// Preloaded jobs per second of the bench's confirmed publishing, before any worker runs:
+    /// where a cluster's replication of each publish shows, outside the measured part.
+    preload_jobs_per_s: f64,
+    /// RabbitMQ CPU per preloaded job while preloading.
+    preload_rabbitmq_cpu_ms_per_job: f64,
 }
 
 struct Ctx {
@@ -194,55 +249,79 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut rows: Vec<Row> = Vec::new();
     let all = scenarios(ctx.cli.quick);
-    // `--only` is an exact name when one matches (`throughput-0ms` must not also run
-    // `throughput-0ms-logs-warn` under a profiler), else a substring.
-    let exact = ctx
-        .cli
-        .only
-        .as_deref()
-        .is_some_and(|o| all.iter().any(|s| s.name == o));
-    for scenario in all {
-        if let Some(only) = ctx.cli.only.as_deref()
-            && !(if exact {
-                scenario.name == only
-            } else {
-                scenario.name.contains(only)
-            })
-        {
-            continue;
-        }
-        eprintln!("== {} ==", scenario.name);
-        let capacity = scenario.open_loop.as_ref().and_then(|(_, _, from)| {
-            rows.iter()
-                .find(|r| r.scenario == *from)
-                .map(|r| r.steady_jobs_per_s)
-        });
-        let started = Instant::now();
-        let result = run_scenario(&ctx, &scenario, capacity).await;
-        let cleaned = cleanup_redis(&ctx, &redis_prefix(&ctx, &scenario)).await;
-        match result {
-            Ok(new) => {
-                for row in &new {
-                    eprintln!("{}", serde_json::to_string(row)?);
-                }
-                rows.extend(new);
+    let selected: Vec<Scenario> = all
+        .iter()
+        .filter(|s| selected(&ctx.cli.only, &all, s.name))
+        .filter(|s| {
+            let runnable = s.broker == Broker::Single || !ctx.cli.cluster_amqp_urls.is_empty();
+            if !runnable {
+                eprintln!("== {} == skipped: needs --cluster-amqp-urls", s.name);
             }
-            Err(e) => eprintln!("scenario {} failed: {e:#}", scenario.name),
+            runnable
+        })
+        .cloned()
+        .collect();
+    for round in 1..=ctx.cli.rounds {
+        for scenario in &selected {
+            let scenario = Scenario {
+                round,
+                ..scenario.clone()
+            };
+            if ctx.cli.rounds > 1 {
+                eprintln!("== {} (round {round}) ==", scenario.name);
+            } else {
+                eprintln!("== {} ==", scenario.name);
+            }
+            let capacity = scenario.open_loop.as_ref().and_then(|(_, _, from)| {
+                rows.iter()
+                    .rev()
+                    .find(|r| r.scenario == *from)
+                    .map(|r| r.steady_jobs_per_s)
+            });
+            let started = Instant::now();
+            let result = run_scenario(&ctx, &scenario, capacity).await;
+            let cleaned = cleanup_redis(&ctx, &redis_prefix(&ctx, &scenario)).await;
+            match result {
+                Ok(new) => {
+                    for row in &new {
+                        eprintln!("{}", serde_json::to_string(row)?);
+                    }
+                    rows.extend(new);
+                }
+                Err(e) => eprintln!("scenario {} failed: {e:#}", scenario.tag()),
+            }
+            if let Err(e) = cleaned {
+                eprintln!("cleaning Redis keys of {}: {e:#}", scenario.tag());
+            }
+            eprintln!(
+                "   ({:.0} s)",
+                started.elapsed().as_secs_f64().max(0.0).round()
+            );
         }
-        if let Err(e) = cleaned {
-            eprintln!("cleaning Redis keys of {}: {e:#}", scenario.name);
-        }
-        eprintln!(
-            "   ({:.0} s)",
-            started.elapsed().as_secs_f64().max(0.0).round()
-        );
     }
     std::fs::write(
         ctx.cli.out.join("results.json"),
         serde_json::to_vec_pretty(&rows)?,
     )?;
     print!("{}", table(&rows));
+    if ctx.cli.rounds > 1 {
+        print!("{}", rounds_table(&rows));
+    }
     Ok(())
+}
+
+/// Whether `--only` selects `name`: each entry is an exact name when one matches
+/// (`throughput-0ms` must not also run `throughput-0ms-logs-warn` under a profiler), else a
+/// substring. No entries select everything.
+fn selected(only: &[String], all: &[Scenario], name: &str) -> bool {
+    only.is_empty()
+        || only.iter().any(|o| {
+            if all.iter().any(|s| s.name == o) {
+                name == o
+            } else {
+                name.contains(o.as_str())
+            }
+        })
 }
 
 /// The suite. Sizes: full keeps `bench/run.sh` under ~10 minutes on a shared 2-core box;
@@ -307,6 +386,12 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         replicas("scale-0ms-x1", 0, size(10_000, 1_500), 1, None),
         replicas("scale-0ms-x2", 0, size(10_000, 1_500), 2, None),
         replicas("scale-0ms-x3", 0, size(10_000, 1_500), 3, None),
+        // The same against a three-node cluster (`bench/run.sh --cluster`): what quorum
+        // replication costs the broker, and the worker, per job.
+        Scenario {
+            broker: Broker::Cluster,
+            ..replicas("scale-0ms-x3-cluster", 0, size(10_000, 1_500), 3, None)
+        },
         // max_in_flight 64 at 100 ms: each replica is bounded at 640 jobs/s by design.
         replicas("scale-100ms-mif64-x1", 100, size(6_000, 1_500), 1, Some(64)),
         replicas("scale-100ms-mif64-x2", 100, size(6_000, 1_500), 2, Some(64)),
@@ -315,11 +400,32 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
 }
 
 fn amqp_prefix(scenario: &Scenario) -> String {
-    format!("bench.{}", scenario.name)
+    format!("bench.{}", scenario.tag())
 }
 
 fn redis_prefix(ctx: &Ctx, scenario: &Scenario) -> String {
-    format!("{}-{}", ctx.cli.redis_prefix, scenario.name)
+    format!("{}-{}", ctx.cli.redis_prefix, scenario.tag())
+}
+
+/// The broker URLs of the scenario's workers; the bench itself uses the first.
+fn amqp_urls<'a>(ctx: &'a Ctx, scenario: &Scenario) -> Vec<&'a str> {
+    match scenario.broker {
+        Broker::Single => vec![ctx.cli.amqp_url.as_str()],
+        Broker::Cluster => ctx
+            .cli
+            .cluster_amqp_urls
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    }
+}
+
+/// The RabbitMQ processes whose CPU counts for the scenario (empty: every `beam.smp`).
+fn rabbitmq_pids<'a>(ctx: &'a Ctx, scenario: &Scenario) -> &'a [u32] {
+    match scenario.broker {
+        Broker::Single => &ctx.cli.rabbitmq_pids,
+        Broker::Cluster => &ctx.cli.cluster_rabbitmq_pids,
+    }
 }
 
 /// The worker's configuration: defaults, except a Waspy channel pointed at the mock with a
@@ -332,9 +438,21 @@ fn worker_config(ctx: &Ctx, scenario: &Scenario, mock: &MockGateway, http_port: 
     if let Some(n) = scenario.prefetch {
         let _ = writeln!(worker, "prefetch = {n}");
     }
+    let amqp = match scenario.broker {
+        Broker::Single => format!("url = \"{}\"", ctx.cli.amqp_url),
+        Broker::Cluster => format!(
+            "urls = [{}]",
+            ctx.cli
+                .cluster_amqp_urls
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     format!(
         r#"[amqp]
-url = "{amqp}"
+{amqp}
 prefix = "{amqp_prefix}"
 
 [redis]
@@ -356,7 +474,6 @@ sender = "bench-phone-number-id"
 rate_per_second = 1000000
 rate_burst = 1000
 {retry}"#,
-        amqp = ctx.cli.amqp_url,
         amqp_prefix = amqp_prefix(scenario),
         redis = ctx.cli.redis_url,
         redis_prefix = redis_prefix(ctx, scenario),
@@ -421,7 +538,8 @@ async fn cleanup_redis(ctx: &Ctx, prefix: &str) -> anyhow::Result<()> {
 }
 
 /// CPU used so far by the mock gateway, RabbitMQ and Redis. RabbitMQ and Redis are shared
-/// with whoever else uses them on this machine, so their share is an upper bound.
+/// with whoever else uses them on this machine, so their share is an upper bound; RabbitMQ is
+/// the scenario's broker when its pids were given, else every `beam.smp`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Others {
     mock: Duration,
@@ -429,18 +547,53 @@ struct Others {
     redis: Duration,
 }
 
+/// CPU used so far by these processes together (those gone count nothing).
+fn cpu_of(ctx: &Ctx, pids: &[u32]) -> Duration {
+    pids.iter()
+        .filter_map(|p| procs::cpu_time(*p, ctx.clock_ticks).ok())
+        .sum()
+}
+
+/// CPU used so far by the scenario's RabbitMQ.
+fn rabbitmq_cpu(ctx: &Ctx, scenario: &Scenario) -> Duration {
+    match rabbitmq_pids(ctx, scenario) {
+        [] => cpu_of(ctx, &procs::pids_of("beam.smp")),
+        pids => cpu_of(ctx, pids),
+    }
+}
+
 impl Others {
-    fn sample(ctx: &Ctx, mock: &MockGateway) -> Self {
-        let cpu = |pids: &[u32]| {
-            pids.iter()
-                .filter_map(|p| procs::cpu_time(*p, ctx.clock_ticks).ok())
-                .sum()
-        };
+    fn sample(ctx: &Ctx, scenario: &Scenario, mock: &MockGateway) -> Self {
         Self {
-            mock: mock.pid().map_or(Duration::ZERO, |p| cpu(&[p])),
-            rabbitmq: cpu(&procs::pids_of("beam.smp")),
-            redis: cpu(&procs::pids_of("redis-server")),
+            mock: mock.pid().map_or(Duration::ZERO, |p| cpu_of(ctx, &[p])),
+            rabbitmq: rabbitmq_cpu(ctx, scenario),
+            redis: cpu_of(ctx, &procs::pids_of("redis-server")),
         }
+    }
+}
+
+/// Worker and RabbitMQ CPU at one moment of a measured interval, with the jobs finished by
+/// then: the steady part's CPU per job is read between two of these.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    finished: usize,
+    worker: Duration,
+    rabbitmq: Duration,
+}
+
+/// Worker and RabbitMQ CPU-ms per job between the samples where 10 % and 90 % of `wanted`
+/// had finished: like steady jobs/s, blind to start-up and to a tail of a few slow jobs,
+/// whose idle seconds would otherwise be charged to the whole run (a job waiting out a
+/// 60 s lease adds 60 s of three idle brokers to the cluster's CPU per job).
+fn steady_cpu(samples: &[CpuSample], wanted: usize) -> (f64, f64) {
+    let at = |n: usize| samples.iter().find(|s| s.finished >= n);
+    match (at(wanted / 10), at(wanted * 9 / 10)) {
+        (Some(a), Some(b)) if b.finished > a.finished => {
+            let jobs = (b.finished - a.finished) as f64;
+            let ms = |x: Duration, y: Duration| x.saturating_sub(y).as_secs_f64() * 1e3 / jobs;
+            (ms(b.worker, a.worker), ms(b.rabbitmq, a.rabbitmq))
+        }
+        _ => (0.0, 0.0),
     }
 }
 
@@ -454,17 +607,29 @@ struct Probe {
     gateway: procs::MockStats,
 }
 
-async fn probe(ctx: &Ctx, workers: &[Worker], mock: &MockGateway) -> anyhow::Result<Probe> {
+async fn probe(
+    ctx: &Ctx,
+    scenario: &Scenario,
+    workers: &[Worker],
+    mock: &MockGateway,
+) -> anyhow::Result<Probe> {
     let mut cpu = Duration::ZERO;
     for w in workers {
         cpu += procs::cpu_time(w.pid(), ctx.clock_ticks)?;
     }
     Ok(Probe {
         cpu,
-        others: Others::sample(ctx, mock),
+        others: Others::sample(ctx, scenario, mock),
         redis: commandstats(ctx).await?,
         gateway: mock.stats().await?,
     })
+}
+
+/// What preloading the queue measured (nothing for open-loop scenarios).
+#[derive(Debug, Clone, Copy, Default)]
+struct Preload {
+    jobs_per_s: f64,
+    rabbitmq_cpu_ms_per_job: f64,
 }
 
 async fn run_scenario(
@@ -477,34 +642,41 @@ async fn run_scenario(
         ctx.defaults.amqp.delivery_limit,
         &ctx.defaults.amqp.delay_tiers,
     );
-    let connection = broker::connect(&ctx.cli.amqp_url, "mensajero-bench")
+    let connection = broker::connect(amqp_urls(ctx, scenario)[0], "mensajero-bench")
         .await
         .context("connecting to RabbitMQ")?;
     let collector = Collector::start(&connection, &topology).await?;
     let pids = ctx.cli.out.join("pids");
     let mock = MockGateway::start(&ctx.bin, scenario.gateway, &pids).await?;
     let mut load = Load::new(&connection, &topology).await?;
-    let id_prefix = scenario.name;
+    let id_prefix = scenario.tag();
+    let id_prefix = id_prefix.as_str();
+    let mut preload = Preload::default();
     if scenario.jobs > 0 {
         let t = Instant::now();
+        let rabbitmq = Others::sample(ctx, scenario, &mock).rabbitmq;
         load.preload(id_prefix, scenario.jobs).await?;
-        eprintln!(
-            "   preloaded {} jobs in {:.1} s",
-            scenario.jobs,
-            t.elapsed().as_secs_f64()
-        );
+        let elapsed = t.elapsed().as_secs_f64();
+        let cpu = Others::sample(ctx, scenario, &mock)
+            .rabbitmq
+            .saturating_sub(rabbitmq);
+        preload = Preload {
+            jobs_per_s: scenario.jobs as f64 / elapsed,
+            rabbitmq_cpu_ms_per_job: cpu.as_secs_f64() * 1e3 / scenario.jobs as f64,
+        };
+        eprintln!("   preloaded {} jobs in {elapsed:.1} s", scenario.jobs);
     }
 
     // Service counters (gateway, Redis, other processes) before any worker runs: a worker
     // consumes the preloaded queue the moment it is ready, so a baseline taken after spawning
     // could miss the first jobs.
-    let mut before = probe(ctx, &[], &mock).await?;
+    let mut before = probe(ctx, scenario, &[], &mock).await?;
     let mut workers = Vec::new();
     for i in 0..scenario.replicas {
         let port = procs::free_port()?;
-        let config = ctx.cli.out.join(format!("{}-{i}.toml", scenario.name));
+        let config = ctx.cli.out.join(format!("{id_prefix}-{i}.toml"));
         std::fs::write(&config, worker_config(ctx, scenario, &mock, port))?;
-        let log = ctx.cli.out.join(format!("{}-{i}.log", scenario.name));
+        let log = ctx.cli.out.join(format!("{id_prefix}-{i}.log"));
         workers.push(Worker::start(
             &ctx.bin,
             &config,
@@ -517,7 +689,7 @@ async fn run_scenario(
     }
     // The workers' CPU baseline right after spawn, before any job can be taken. It includes
     // start-up (a few ms of CPU), which errs on the pessimistic side.
-    before.cpu = probe(ctx, &workers, &mock).await?.cpu;
+    before.cpu = probe(ctx, scenario, &workers, &mock).await?.cpu;
     for w in &mut workers {
         w.wait_ready().await?;
     }
@@ -529,7 +701,10 @@ async fn run_scenario(
                 let ids: Vec<String> = (0..scenario.jobs)
                     .map(|n| format!("{id_prefix}-{n}"))
                     .collect();
-                let row = measure(ctx, scenario, &workers, &mock, &collector, &ids, before).await?;
+                let mut row =
+                    measure(ctx, scenario, &workers, &mock, &collector, &ids, before).await?;
+                row.preload_jobs_per_s = preload.jobs_per_s;
+                row.preload_rabbitmq_cpu_ms_per_job = preload.rabbitmq_cpu_ms_per_job;
                 rows.push(row);
             }
             Some((fractions, duration, from)) => {
@@ -539,7 +714,7 @@ async fn run_scenario(
                     let rate = capacity * fraction;
                     let phase = format!("{id_prefix}-{:.0}pct", fraction * 100.0);
                     eprintln!("   open loop at {rate:.0} jobs/s for {duration:?}");
-                    let before = probe(ctx, &workers, &mock).await?;
+                    let before = probe(ctx, scenario, &workers, &mock).await?;
                     let published = load.open_loop(&phase, rate, *duration).await?;
                     let ids: Vec<String> = (0..published).map(|n| format!("{phase}-{n}")).collect();
                     let mut row =
@@ -588,6 +763,7 @@ async fn measure(
     let started = Instant::now();
     let mut conns_max = 0usize;
     let mut last_socket_sample = Instant::now() - Duration::from_secs(1);
+    let mut samples = Vec::new();
     loop {
         let finished = {
             let data = collector.lock();
@@ -595,6 +771,11 @@ async fn measure(
                 .filter(|id| data.jobs.get(*id).is_some_and(|t| t.terminal > 0))
                 .count()
         };
+        samples.push(CpuSample {
+            finished,
+            worker: workers.iter().map(|w| cpu_of(ctx, &[w.pid()])).sum(),
+            rabbitmq: rabbitmq_cpu(ctx, scenario),
+        });
         if last_socket_sample.elapsed() >= Duration::from_millis(500) {
             conns_max = conns_max.max(procs::sockets(mock.port).0);
             last_socket_sample = Instant::now();
@@ -610,7 +791,7 @@ async fn measure(
     }
     // Late duplicate outcomes would show up right after the last one: give them a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = probe(ctx, workers, mock).await?;
+    let after = probe(ctx, scenario, workers, mock).await?;
     let (established, time_wait) = procs::sockets(mock.port);
     let (stats, base) = (&after.gateway, &before.gateway);
     let mut rss_kib = 0;
@@ -677,8 +858,15 @@ async fn measure(
         .iter()
         .map(|t| u64::from(t.terminal) + u64::from(t.queued_at.is_some()))
         .sum();
+    let (steady_cpu_ms_per_job, steady_rabbitmq_cpu_ms_per_job) = steady_cpu(&samples, wanted);
     Ok(Row {
         scenario: scenario.name.to_string(),
+        round: scenario.round,
+        broker: match scenario.broker {
+            Broker::Single => "single",
+            Broker::Cluster => "cluster",
+        }
+        .to_string(),
         replicas: scenario.replicas,
         jobs: wanted as u64,
         finished,
@@ -713,6 +901,10 @@ async fn measure(
         gateway_conns_max: conns_max.max(established),
         gateway_conns_time_wait: time_wait,
         wall_s: started.elapsed().as_secs_f64(),
+        steady_cpu_ms_per_job,
+        steady_rabbitmq_cpu_ms_per_job,
+        preload_jobs_per_s: 0.0,
+        preload_rabbitmq_cpu_ms_per_job: 0.0,
     })
 }
 
@@ -720,8 +912,18 @@ fn ms(v: Option<i64>) -> String {
     v.map_or_else(|| "–".into(), |v| v.to_string())
 }
 
+/// A row's scenario, with its round when there were several.
+fn label(r: &Row, multi: bool) -> String {
+    if multi {
+        format!("{} (round {})", r.scenario, r.round)
+    } else {
+        r.scenario.clone()
+    }
+}
+
 /// The results as one Markdown table, plus the Redis commands per job by name.
 fn table(rows: &[Row]) -> String {
+    let multi = rows.iter().any(|r| r.round > 1);
     let mut out = String::new();
     out.push_str(
         "| scenario | jobs | jobs/s | steady jobs/s | svc p50 ms | svc p99 ms | e2e p50 ms | e2e p99 ms | CPU-ms/job | peak RSS MiB | lost | dup outcomes | dup events | failed | gw req/sent/replayed/err | redis cmds/job | outcomes/job | gw conns max/TIME-WAIT |\n",
@@ -731,7 +933,7 @@ fn table(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.3} | {:.1} | {} | {} | {} | {} | {}/{}/{}/{} | {:.2} | {:.2} | {}/{} |",
-            r.scenario,
+            label(r, multi),
             r.jobs,
             r.jobs_per_s,
             r.steady_jobs_per_s,
@@ -764,7 +966,7 @@ fn table(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "| {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            r.scenario,
+            label(r, multi),
             r.cpu_ms_per_job,
             r.mock_cpu_ms_per_job,
             r.rabbitmq_cpu_ms_per_job,
@@ -784,9 +986,83 @@ fn table(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "- {}: {} (Redis CPU {:.1} µs/job)",
-            r.scenario,
+            label(r, multi),
             by.join(", "),
             r.redis_usec_per_job
+        );
+    }
+    out
+}
+
+/// With `--rounds`: each round's rows against the round's first (the ratios compare runs of
+/// the same few minutes, which the noise of a shared host affects alike), then each
+/// scenario's range over the rounds.
+fn rounds_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "\nBy round, against the round's first row (steady = between 10 % and 90 % of the jobs \
+         finished, whole = worker spawn to the last outcome; RabbitMQ = the scenario's broker \
+         processes; preload = the bench's confirmed publishing before the workers start; the \
+         ratios are of the steady numbers):\n\n\
+         | round | scenario | broker | steady jobs/s | worker CPU-ms/job steady (whole) | RabbitMQ CPU-ms/job steady (whole) | preload jobs/s | preload RabbitMQ CPU-ms/job | jobs/s × | worker CPU × | RabbitMQ CPU × |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let last = rows.iter().map(|r| r.round).max().unwrap_or(0);
+    for round in 1..=last {
+        let of_round: Vec<&Row> = rows.iter().filter(|r| r.round == round).collect();
+        let Some(base) = of_round.first() else {
+            continue;
+        };
+        for r in &of_round {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} |",
+                r.round,
+                r.scenario,
+                r.broker,
+                r.steady_jobs_per_s,
+                r.steady_cpu_ms_per_job,
+                r.cpu_ms_per_job,
+                r.steady_rabbitmq_cpu_ms_per_job,
+                r.rabbitmq_cpu_ms_per_job,
+                r.preload_jobs_per_s,
+                r.preload_rabbitmq_cpu_ms_per_job,
+                ratio(r.steady_jobs_per_s, base.steady_jobs_per_s),
+                ratio(r.steady_cpu_ms_per_job, base.steady_cpu_ms_per_job),
+                ratio(
+                    r.steady_rabbitmq_cpu_ms_per_job,
+                    base.steady_rabbitmq_cpu_ms_per_job
+                ),
+            );
+        }
+    }
+    out.push_str(
+        "\nRange over the rounds (min–max):\n\n\
+         | scenario | rounds | steady jobs/s | worker CPU-ms/job (steady) | RabbitMQ CPU-ms/job (steady) | preload jobs/s | preload RabbitMQ CPU-ms/job |\n\
+         |---|---:|---|---|---|---|---|\n",
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        if !names.contains(&r.scenario.as_str()) {
+            names.push(&r.scenario);
+        }
+    }
+    for name in names {
+        let of: Vec<&Row> = rows.iter().filter(|r| r.scenario == name).collect();
+        let range = |f: fn(&Row) -> f64, precision: usize| {
+            let lo = of.iter().map(|r| f(r)).fold(f64::INFINITY, f64::min);
+            let hi = of.iter().map(|r| f(r)).fold(f64::NEG_INFINITY, f64::max);
+            format!("{lo:.precision$}–{hi:.precision$}")
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            of.len(),
+            range(|r| r.steady_jobs_per_s, 0),
+            range(|r| r.steady_cpu_ms_per_job, 3),
+            range(|r| r.steady_rabbitmq_cpu_ms_per_job, 3),
+            range(|r| r.preload_jobs_per_s, 0),
+            range(|r| r.preload_rabbitmq_cpu_ms_per_job, 3),
         );
     }
     out
