@@ -849,6 +849,9 @@ env_lines() {
     for port in "${SENTINEL_PORTS[@]}"; do list+=("redis://127.0.0.1:$port"); done
     printf 'MENSAJERO_SENTINEL_URLS=%s\n' "$(IFS=,; echo "${list[*]}")"
     printf 'MENSAJERO_SENTINEL_MASTER_NAME=%s\n' "$MASTER_NAME"
+    list=()
+    for port in "${SENTINEL_REDIS_PORTS[@]}"; do list+=("redis://127.0.0.1:$port"); done
+    printf 'MENSAJERO_SENTINEL_REDIS_URLS=%s\n' "$(IFS=,; echo "${list[*]}")"
   fi
   if [[ -d $STATE_DIR/cluster ]]; then
     list=()

@@ -92,6 +92,10 @@ pub struct RedisConfig {
     /// The name the Sentinels monitor the master under (required with `sentinels`).
     #[serde(default)]
     pub master_name: Option<String>,
+    /// Under Sentinel: replicas that must acknowledge each write (`WAIT`) before it counts,
+    /// so a failover loses no acknowledged record; 0 (default) trusts asynchronous replication.
+    #[serde(default)]
+    pub wait_replicas: u32,
     /// Some nodes of a Redis Cluster, instead of `url`; the rest are discovered.
     #[serde(default)]
     pub cluster: Vec<String>,
@@ -110,6 +114,7 @@ impl RedisConfig {
             RedisTarget::Sentinel {
                 sentinels: self.sentinels.clone(),
                 master_name: self.master_name.clone().unwrap_or_default(),
+                wait_replicas: self.wait_replicas,
             }
         } else if !self.cluster.is_empty() {
             RedisTarget::Cluster(self.cluster.clone())
@@ -776,6 +781,12 @@ impl Config {
                 push(at, "not a Redis URL".into());
             }
         }
+        if redis.wait_replicas > 0 && redis.sentinels.is_empty() {
+            push(
+                "redis.wait_replicas".into(),
+                "only means something with redis.sentinels".into(),
+            );
+        }
         match (&redis.master_name, redis.sentinels.is_empty()) {
             (None, false) => push(
                 "redis.master_name".into(),
@@ -1284,9 +1295,10 @@ quorum_initial_group_size = 0
             !err.contains("secret") && !err.contains("nonsense"),
             "URLs never echoed: {err}"
         );
-        let stray = "[redis]\nurl = \"nonsense:secret\"\nmaster_name = \"m\"\n";
+        let stray = "[redis]\nurl = \"nonsense:secret\"\nmaster_name = \"m\"\nwait_replicas = 1\n";
         let err = refused(stray);
         assert!(err.contains("redis.master_name: only means"), "{err}");
+        assert!(err.contains("redis.wait_replicas: only means"), "{err}");
         assert!(err.contains("redis.url: not a Redis URL"), "{err}");
         assert!(!err.contains("secret"), "URLs never echoed: {err}");
     }

@@ -66,6 +66,8 @@ pub enum RedisTarget {
         sentinels: Vec<String>,
         /// The name the Sentinels monitor the master under.
         master_name: String,
+        /// Replicas that must have each write (`WAIT`) before it counts as done; 0: none.
+        wait_replicas: u32,
     },
     /// A Redis Cluster, found through any of these nodes.
     Cluster(Vec<String>),
@@ -126,8 +128,9 @@ impl Redis {
             RedisTarget::Sentinel {
                 sentinels,
                 master_name,
+                wait_replicas,
             } => Conn::Sentinel(Arc::new(
-                SentinelMaster::connect(sentinels, master_name).await?,
+                SentinelMaster::connect(sentinels, master_name, *wait_replicas).await?,
             )),
             RedisTarget::Cluster(nodes) => Conn::Cluster(
                 ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -156,10 +159,13 @@ impl ConnectionLike for Redis {
             Conn::Node(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => Box::pin(async move {
-                let (generation, mut conn) = s.current();
-                let result = conn.req_packed_command(cmd).await;
+                let current = s.current();
+                let result = match &current.waits {
+                    Some(waits) if writes(cmd) => waits.replicated(cmd).await,
+                    _ => current.conn.clone().req_packed_command(cmd).await,
+                };
                 if let Err(e) = &result {
-                    s.on_error(generation, e).await;
+                    s.on_error(current.generation, e).await;
                 }
                 result
             }),
@@ -175,11 +181,17 @@ impl ConnectionLike for Redis {
         match &mut self.0 {
             Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            // mensajero's stores write through single commands and scripts only, which WAIT
+            // covers above; a pipeline goes as it is.
             Conn::Sentinel(s) => Box::pin(async move {
-                let (generation, mut conn) = s.current();
-                let result = conn.req_packed_commands(pipeline, offset, count).await;
+                let current = s.current();
+                let result = current
+                    .conn
+                    .clone()
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
                 if let Err(e) = &result {
-                    s.on_error(generation, e).await;
+                    s.on_error(current.generation, e).await;
                 }
                 result
             }),
@@ -190,7 +202,7 @@ impl ConnectionLike for Redis {
         match &self.0 {
             Conn::Node(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
-            Conn::Sentinel(s) => s.current().1.get_db(),
+            Conn::Sentinel(s) => s.current().conn.get_db(),
         }
     }
 }
@@ -204,19 +216,118 @@ impl ConnectionLike for Redis {
 struct SentinelMaster {
     /// Asked for the master's address; behind a lock because its calls need `&mut`.
     sentinels: tokio::sync::Mutex<SentinelClient>,
-    /// The connection in use and its generation, bumped on every replacement.
-    current: std::sync::RwLock<(u64, MultiplexedConnection)>,
+    /// The connections in use, replaced when the master moves.
+    current: std::sync::RwLock<Current>,
     /// When the Sentinels were last asked, so that a burst of failing calls asks once.
     last_asked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Asking has failed since the last success: only the first failure is a warning.
     failing: std::sync::atomic::AtomicBool,
+    /// `[redis] wait_replicas`.
+    wait_replicas: u32,
+}
+
+/// The connections to one master.
+#[derive(Clone)]
+struct Current {
+    /// Bumped on every replacement, so that a burst of failures replaces it once.
+    generation: u64,
+    /// Shared by every call that needs no `WAIT`.
+    conn: MultiplexedConnection,
+    /// With `wait_replicas`: the connections writes go through.
+    waits: Option<Arc<WaitPool>>,
+}
+
+/// Whether `cmd` may write: mensajero writes through scripts and `SET`/`DEL` only.
+fn writes(cmd: &Cmd) -> bool {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => [&b"EVALSHA"[..], b"EVAL", b"SET", b"DEL"]
+            .iter()
+            .any(|w| name.eq_ignore_ascii_case(w)),
+        _ => false,
+    }
+}
+
+/// How long `WAIT` waits for the replicas; past it the write does not count as done.
+const WAIT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Writes in flight at once under `wait_replicas`, each on a connection of its own.
+const WAIT_CONNECTIONS: usize = 16;
+
+/// Connections to the master that each carry one write and its `WAIT` at a time: `WAIT`
+/// blocks the connection it runs on until a replica acknowledges, so on the shared multiplexed
+/// connection every call would queue behind it (measured: while a demoted master re-synced,
+/// every Redis call timed out).
+struct WaitPool {
+    client: redis::Client,
+    replicas: u32,
+    idle: std::sync::Mutex<Vec<MultiplexedConnection>>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl WaitPool {
+    /// `cmd`, then `WAIT`: fewer than `replicas` acknowledgements within [`WAIT_TIMEOUT`] fail
+    /// the call, so its caller does it again (on the master the Sentinels name by then). A
+    /// master that was failed over and not yet demoted would otherwise acknowledge writes that
+    /// the promoted replica never sees.
+    async fn replicated(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        let _slot =
+            self.slots.acquire().await.map_err(|_| {
+                RedisError::from((ErrorKind::Io, "redis: the write pool is closed"))
+            })?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => {
+                self.client
+                    .get_multiplexed_async_connection_with_config(&connection_config())
+                    .await?
+            }
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(self.replicas)
+            .arg(millis(WAIT_TIMEOUT));
+        let mut replies = conn.req_packed_commands(&pipe, 0, 2).await?.into_iter();
+        // The connection is sound whatever the replies say.
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        let (Some(reply), Some(acked)) = (replies.next(), replies.next()) else {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "redis: WAIT reply missing",
+            )));
+        };
+        let reply = reply.extract_error()?;
+        match acked {
+            Value::Int(n) if n >= i64::from(self.replicas) => Ok(reply),
+            acked => Err(RedisError::from((
+                ErrorKind::Io,
+                "write not replicated",
+                format!("{acked:?} of {} replicas acknowledged it", self.replicas),
+            ))),
+        }
+    }
+}
+
+/// Timeouts for every connection to a Sentinel group's master.
+fn connection_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
 }
 
 /// The least time between two questions to the Sentinels.
 const SENTINEL_ASK_EVERY: Duration = Duration::from_millis(250);
 
 impl SentinelMaster {
-    async fn connect(sentinels: &[String], master_name: &str) -> Result<Self, RedisError> {
+    async fn connect(
+        sentinels: &[String],
+        master_name: &str,
+        wait_replicas: u32,
+    ) -> Result<Self, RedisError> {
         // The master is logged in to (user, password, database) as the first Sentinel URL
         // says, as in the usual deployments where Sentinels and master share one password.
         let first = sentinels
@@ -233,26 +344,46 @@ impl SentinelMaster {
             Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(login)),
             SentinelServerType::Master,
         )?;
-        let conn = Self::master(&mut client).await?;
+        let current = Self::master(&mut client, 0, wait_replicas).await?;
         Ok(Self {
             sentinels: tokio::sync::Mutex::new(client),
-            current: std::sync::RwLock::new((0, conn)),
+            current: std::sync::RwLock::new(current),
             last_asked: std::sync::Mutex::new(Some(std::time::Instant::now())),
             failing: std::sync::atomic::AtomicBool::new(false),
+            wait_replicas,
         })
     }
 
-    /// A connection to the master the Sentinels name now (they check it answers as master).
-    async fn master(client: &mut SentinelClient) -> Result<MultiplexedConnection, RedisError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        client.get_async_connection_with_config(&config).await
+    /// Connections to the master the Sentinels name now (they check it answers as master).
+    async fn master(
+        client: &mut SentinelClient,
+        generation: u64,
+        wait_replicas: u32,
+    ) -> Result<Current, RedisError> {
+        let master = client.async_get_client().await?;
+        let conn = master
+            .get_multiplexed_async_connection_with_config(&connection_config())
+            .await?;
+        let waits = (wait_replicas > 0).then(|| {
+            Arc::new(WaitPool {
+                client: master,
+                replicas: wait_replicas,
+                idle: std::sync::Mutex::new(Vec::new()),
+                slots: tokio::sync::Semaphore::new(WAIT_CONNECTIONS),
+            })
+        });
+        Ok(Current {
+            generation,
+            conn,
+            waits,
+        })
     }
 
-    fn current(&self) -> (u64, MultiplexedConnection) {
-        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (guard.0, guard.1.clone())
+    fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// After an error on generation `generation`: when it says the master is gone or demoted,
@@ -263,12 +394,16 @@ impl SentinelMaster {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
-            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+            // (Io includes a write no replica acknowledged under `wait_replicas`.)
+            || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            // Under `min-replicas-to-write`, a master that was failed over (its replica
+            // promoted, itself not yet demoted) refuses writes: the master has moved.
+            || e.code() == Some("NOREPLICAS");
         if !lost {
             return;
         }
         let mut client = self.sentinels.lock().await;
-        if self.current().0 != generation {
+        if self.current().generation != generation {
             return; // another call replaced it while this one waited
         }
         {
@@ -278,10 +413,9 @@ impl SentinelMaster {
             }
             *last = Some(std::time::Instant::now());
         }
-        match Self::master(&mut client).await {
-            Ok(conn) => {
-                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-                *current = (generation + 1, conn);
+        match Self::master(&mut client, generation + 1, self.wait_replicas).await {
+            Ok(replacement) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = replacement;
                 self.failing.store(false, Relaxed);
                 tracing::info!("redis: connected to the master the sentinels name");
             }

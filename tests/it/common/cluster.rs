@@ -69,6 +69,32 @@ impl LocalCluster {
         )
     }
 
+    /// The Redis servers the Sentinels watch (the first starts as the master).
+    pub fn sentinel_redis_urls(&self) -> Vec<String> {
+        self.list("MENSAJERO_SENTINEL_REDIS_URLS")
+    }
+
+    /// Set Redis' `min-replicas-to-write` on the Sentinel group's servers (both: their roles
+    /// swap at a failover): with 1, a master no replica follows refuses writes (`NOREPLICAS`).
+    pub async fn require_replicas(&self, n: u32) {
+        for url in self.sentinel_redis_urls() {
+            let mut conn = redis::Client::open(url.as_str())
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("a Sentinel group server");
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("min-replicas-to-write")
+                .arg(n)
+                .arg("min-replicas-max-lag")
+                .arg(10)
+                .query_async(&mut conn)
+                .await
+                .expect("CONFIG SET min-replicas-to-write");
+        }
+    }
+
     /// The `[redis]` lines of a worker using the Sentinel group.
     pub fn sentinel_toml(&self) -> String {
         let (urls, master_name) = self.sentinels();
