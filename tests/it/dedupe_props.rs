@@ -122,6 +122,13 @@ const UNLIMITED: Limits = Limits {
     recipient_interval: None,
 };
 
+/// One per second, no burst: a channel's first booking is free now, its second waits.
+const ONE_PER_SECOND: Limits = Limits {
+    per_second: 1,
+    burst: 1,
+    recipient_interval: None,
+};
+
 async fn run(
     dedupe: &Dedupe,
     limiter: &RateLimiter,
@@ -351,20 +358,8 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
 /// over sees exactly that. Without `begin`, or when the slot is later, nothing is marked.
 #[tokio::test]
 async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
-    let services = common::services();
-    let prefix = common::unique_prefix("dedupe-begin");
-    let client = redis::Client::open(services.redis_url.as_str()).expect("redis url");
-    let manager = redis::aio::ConnectionManager::new(client)
-        .await
-        .expect("redis");
-    let dedupe = Dedupe::new(manager.clone(), &prefix);
-    let limiter = RateLimiter::new(manager.clone(), &prefix);
-    // One per second, no burst: a channel's first booking is free now, its second waits.
-    let limits = Limits {
-        per_second: 1,
-        burst: 1,
-        recipient_interval: None,
-    };
+    let (dedupe, limiter, manager, prefix) = stores("dedupe-begin").await;
+    let limits = ONE_PER_SECOND;
     let request = |key, owner, take_over_live| ClaimRequest {
         channel: CHANNEL,
         idempotency_key: key,
@@ -444,20 +439,8 @@ async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
 /// began is not counted twice.
 #[tokio::test]
 async fn a_claim_asked_again_by_its_own_attempt_gets_the_answer_it_had() {
-    let services = common::services();
-    let prefix = common::unique_prefix("dedupe-again");
-    let client = redis::Client::open(services.redis_url.as_str()).expect("redis url");
-    let manager = redis::aio::ConnectionManager::new(client)
-        .await
-        .expect("redis");
-    let dedupe = Dedupe::new(manager.clone(), &prefix);
-    let limiter = RateLimiter::new(manager.clone(), &prefix);
-    // One per second, no burst: a channel's first booking is free now, its second waits.
-    let limits = Limits {
-        per_second: 1,
-        burst: 1,
-        recipient_interval: None,
-    };
+    let (dedupe, limiter, manager, prefix) = stores("dedupe-again").await;
+    let limits = ONE_PER_SECOND;
     let claim = |key: &'static str, owner: &'static str, channel: &'static str, begin: bool| {
         let booking = limiter.booking(channel, "+15550001", &limits, Duration::from_secs(5));
         let dedupe = &dedupe;
@@ -533,6 +516,22 @@ async fn a_claim_asked_again_by_its_own_attempt_gets_the_answer_it_had() {
     );
 
     delete_keys(&mut manager.clone(), &prefix).await;
+}
+
+/// A test's dedupe store and rate limiter on the test Redis, under a unique prefix (returned
+/// with the connection, for [`delete_keys`]).
+async fn stores(name: &str) -> (Dedupe, RateLimiter, redis::aio::ConnectionManager, String) {
+    let prefix = common::unique_prefix(name);
+    let client = redis::Client::open(common::services().redis_url.as_str()).expect("redis url");
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("redis");
+    (
+        Dedupe::new(manager.clone(), &prefix),
+        RateLimiter::new(manager.clone(), &prefix),
+        manager,
+        prefix,
+    )
 }
 
 /// Delete a test's keys under `prefix` (test prefixes are unique, so `KEYS` stays small).
