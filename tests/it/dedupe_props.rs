@@ -360,16 +360,6 @@ fn dedupe_never_has_two_owners_and_never_reopens_a_terminal_key() {
 async fn an_admission_with_a_free_slot_can_begin_the_first_attempt() {
     let (dedupe, limiter, manager, prefix) = stores("dedupe-begin").await;
     let limits = ONE_PER_SECOND;
-    let request = |key, owner, take_over_live| ClaimRequest {
-        channel: CHANNEL,
-        idempotency_key: key,
-        job_id: "job-a",
-        owner,
-        lease: LONG_LEASE,
-        window: WINDOW,
-        take_over_live,
-        restart_failed: false,
-    };
     let admit = |key, channel, begin| {
         let booking = limiter.booking(channel, "+15550001", &limits, Duration::from_secs(5));
         let dedupe = &dedupe;
@@ -445,17 +435,8 @@ async fn a_claim_asked_again_by_its_own_attempt_gets_the_answer_it_had() {
         let booking = limiter.booking(channel, "+15550001", &limits, Duration::from_secs(5));
         let dedupe = &dedupe;
         async move {
-            let request = ClaimRequest {
-                channel: CHANNEL,
-                idempotency_key: key,
-                job_id: "job-a",
-                owner,
-                lease: LONG_LEASE,
-                window: WINDOW,
-                // "second" is a redelivered copy of an idempotent gateway's job.
-                take_over_live: owner == "second",
-                restart_failed: false,
-            };
+            // "second" is a redelivered copy of an idempotent gateway's job.
+            let request = request(key, owner, owner == "second");
             dedupe
                 .claim_and_book(&request, &booking, begin)
                 .await
@@ -516,6 +497,20 @@ async fn a_claim_asked_again_by_its_own_attempt_gets_the_answer_it_had() {
     );
 
     delete_keys(&mut manager.clone(), &prefix).await;
+}
+
+/// Job "job-a"'s claim of `key` by `owner`, as the admission tests make it.
+fn request<'a>(key: &'a str, owner: &'a str, take_over_live: bool) -> ClaimRequest<'a> {
+    ClaimRequest {
+        channel: CHANNEL,
+        idempotency_key: key,
+        job_id: "job-a",
+        owner,
+        lease: LONG_LEASE,
+        window: WINDOW,
+        take_over_live,
+        restart_failed: false,
+    }
 }
 
 /// A test's dedupe store and rate limiter on the test Redis, under a unique prefix (returned
