@@ -332,39 +332,52 @@ async fn cluster_redis_sentinel_replication_loss_is_the_last_moments_only() {
 
 /// A forced failover (`SENTINEL FAILOVER`) promotes the replica while the old master still
 /// runs: writes the replica had not received at the promotion, and writes the old master
-/// acknowledges until the Sentinels demote it, vanish. Redis' `min-replicas-to-write 1` closes
-/// the second window only (the old master refuses writes once its replica left), and
-/// `[redis] wait_replicas = 1` both: a write counts once a replica has it (`WAIT`), otherwise
-/// it is done again on the master the Sentinels name. The first two runs print what is lost
-/// (it depends on timing); the last must lose nothing.
+/// acknowledges until the Sentinels demote it, vanish. With `[redis] wait_replicas = 1` a
+/// write counts once a replica has it (`WAIT`), otherwise it is done again on the master the
+/// Sentinels name: nothing acknowledged is missing.
 #[tokio::test]
 async fn cluster_redis_sentinel_forced_failover_loses_nothing_with_wait_replicas() {
-    for (min_replicas, wait_replicas) in [(0, 0), (1, 0), (0, 1)] {
-        let Some(loss) = replication_loss(&["failover"], min_replicas, wait_replicas).await else {
-            return;
-        };
-        println!(
-            "forced failover, min-replicas-to-write {min_replicas}, wait_replicas {wait_replicas}: {}; writes acknowledged {} ({} before the failover), missing on the new master {}",
-            loss.said,
-            loss.acked,
-            loss.acked_before,
+    forced_failover(0, 1).await;
+}
+
+/// The same without `wait_replicas`, and with Redis' `min-replicas-to-write 1` instead (the
+/// old master refuses writes once its replica left it; writes the replica had not received
+/// at the promotion still vanish): what each loses is printed (README "Guarantees" quotes
+/// it; it depends on timing). `scripts/chaos.sh` runs it.
+#[tokio::test]
+#[ignore = "a comparison, not a check: scripts/chaos.sh runs it"]
+async fn cluster_redis_sentinel_forced_failover_loss_without_wait_replicas() {
+    forced_failover(0, 0).await;
+    forced_failover(1, 0).await;
+}
+
+/// A forced failover under writers, with the servers' `min-replicas-to-write` and the
+/// connection's `wait_replicas`; with `wait_replicas`, no acknowledged write may be missing.
+async fn forced_failover(min_replicas: u32, wait_replicas: u32) {
+    let Some(loss) = replication_loss(&["failover"], min_replicas, wait_replicas).await else {
+        return;
+    };
+    println!(
+        "forced failover, min-replicas-to-write {min_replicas}, wait_replicas {wait_replicas}: {}; writes acknowledged {} ({} before the failover), missing on the new master {}",
+        loss.said,
+        loss.acked,
+        loss.acked_before,
+        loss.missing.len()
+    );
+    assert!(
+        loss.acked_before > 1_000,
+        "the writers kept the master busy"
+    );
+    assert!(
+        loss.acked > loss.acked_before,
+        "writes went on on the new master"
+    );
+    if wait_replicas > 0 {
+        assert!(
+            loss.missing.is_empty(),
+            "{} acknowledged writes missing",
             loss.missing.len()
         );
-        assert!(
-            loss.acked_before > 1_000,
-            "the writers kept the master busy"
-        );
-        assert!(
-            loss.acked > loss.acked_before,
-            "writes went on on the new master"
-        );
-        if wait_replicas > 0 {
-            assert!(
-                loss.missing.is_empty(),
-                "{} acknowledged writes missing",
-                loss.missing.len()
-            );
-        }
     }
 }
 
