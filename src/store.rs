@@ -301,13 +301,17 @@ impl WaitPool {
             )));
         };
         let reply = reply.extract_error()?;
-        match acked {
-            Value::Int(n) if n >= i64::from(self.replicas) => Ok(reply),
-            acked => Err(RedisError::from((
+        let not_replicated = |acked: String| {
+            RedisError::from((
                 ErrorKind::Io,
                 "write not replicated",
-                format!("{acked:?} of {} replicas acknowledged it", self.replicas),
-            ))),
+                format!("{acked} of {} replicas acknowledged it", self.replicas),
+            ))
+        };
+        match acked {
+            Value::Int(n) if n >= i64::from(self.replicas) => Ok(reply),
+            Value::Int(n) => Err(not_replicated(n.to_string())),
+            other => Err(not_replicated(format!("{other:?}"))),
         }
     }
 }
