@@ -348,7 +348,7 @@ impl SentinelMaster {
             Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(login)),
             SentinelServerType::Master,
         )?;
-        let current = Self::master(&mut client, 0, wait_replicas).await?;
+        let current = Self::master(&mut client, None, wait_replicas).await?;
         Ok(Self {
             sentinels: tokio::sync::Mutex::new(client),
             current: std::sync::RwLock::new(current),
@@ -358,26 +358,36 @@ impl SentinelMaster {
         })
     }
 
-    /// Connections to the master the Sentinels name now (they check it answers as master).
+    /// Connections to the master the Sentinels name now (they check it answers as master),
+    /// replacing `previous`. Its write pool is kept when the master is the same server: a
+    /// write no replica took (a replica down) asks the Sentinels again, and reopening 16
+    /// connections on every such question would only churn; a broken pooled connection has
+    /// already been dropped.
     async fn master(
         client: &mut SentinelClient,
-        generation: u64,
+        previous: Option<&Current>,
         wait_replicas: u32,
     ) -> Result<Current, RedisError> {
         let master = client.async_get_client().await?;
         let conn = master
             .get_multiplexed_async_connection_with_config(&connection_config())
             .await?;
-        let waits = (wait_replicas > 0).then(|| {
-            Arc::new(WaitPool {
-                client: master,
-                replicas: wait_replicas,
-                idle: std::sync::Mutex::new(Vec::new()),
-                slots: tokio::sync::Semaphore::new(WAIT_CONNECTIONS),
+        let same_server = |pool: &&Arc<WaitPool>| {
+            pool.client.get_connection_info().addr() == master.get_connection_info().addr()
+        };
+        let kept = previous.and_then(|p| p.waits.as_ref().filter(same_server).cloned());
+        let waits = kept.or_else(|| {
+            (wait_replicas > 0).then(|| {
+                Arc::new(WaitPool {
+                    client: master,
+                    replicas: wait_replicas,
+                    idle: std::sync::Mutex::new(Vec::new()),
+                    slots: tokio::sync::Semaphore::new(WAIT_CONNECTIONS),
+                })
             })
         });
         Ok(Current {
-            generation,
+            generation: previous.map_or(0, |p| p.generation + 1),
             conn,
             waits,
         })
@@ -394,11 +404,11 @@ impl SentinelMaster {
     /// ask the Sentinels for the master and connect to it (once for a burst of such errors).
     async fn on_error(&self, generation: u64, e: &RedisError) {
         use std::sync::atomic::Ordering::Relaxed;
+        // Io includes a write no replica acknowledged under `wait_replicas`.
         let lost = e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
-            // (Io includes a write no replica acknowledged under `wait_replicas`.)
             || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
             // Under `min-replicas-to-write`, a master that was failed over (its replica
             // promoted, itself not yet demoted) refuses writes: the master has moved.
@@ -407,7 +417,8 @@ impl SentinelMaster {
             return;
         }
         let mut client = self.sentinels.lock().await;
-        if self.current().generation != generation {
+        let current = self.current();
+        if current.generation != generation {
             return; // another call replaced it while this one waited
         }
         {
@@ -417,7 +428,7 @@ impl SentinelMaster {
             }
             *last = Some(std::time::Instant::now());
         }
-        match Self::master(&mut client, generation + 1, self.wait_replicas).await {
+        match Self::master(&mut client, Some(&current), self.wait_replicas).await {
             Ok(replacement) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = replacement;
                 self.failing.store(false, Relaxed);
