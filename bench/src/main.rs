@@ -440,15 +440,7 @@ fn worker_config(ctx: &Ctx, scenario: &Scenario, mock: &MockGateway, http_port: 
     }
     let amqp = match scenario.broker {
         Broker::Single => format!("url = \"{}\"", ctx.cli.amqp_url),
-        Broker::Cluster => format!(
-            "urls = [{}]",
-            ctx.cli
-                .cluster_amqp_urls
-                .iter()
-                .map(|u| format!("\"{u}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Broker::Cluster => format!("urls = {:?}", amqp_urls(ctx, scenario)),
     };
     format!(
         r#"[amqp]
