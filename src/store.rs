@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
@@ -97,7 +97,7 @@ enum Conn {
     /// The Sentinels' current master, replaced when it fails or turns read-only.
     Sentinel(Arc<SentinelMaster>),
     /// Follows MOVED/ASK and refreshes its slot map when a master fails over.
-    Cluster(ClusterConnection),
+    Cluster(Arc<ClusterNodes>),
 }
 
 impl std::fmt::Debug for Redis {
@@ -132,18 +132,22 @@ impl Redis {
             } => Conn::Sentinel(Arc::new(
                 SentinelMaster::connect(sentinels, master_name, *wait_replicas).await?,
             )),
-            RedisTarget::Cluster(nodes) => Conn::Cluster(
-                ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            RedisTarget::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .overall_response_timeout(Some(CLUSTER_REQUEST_TIMEOUT))
                     .retries(6)
                     .min_retry_wait(50)
                     .max_retry_wait(500)
-                    .build()?
-                    .get_async_connection()
-                    .await?,
-            ),
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                Conn::Cluster(Arc::new(ClusterNodes {
+                    client,
+                    current: std::sync::RwLock::new((0, conn)),
+                    rebuilt: tokio::sync::Mutex::new(std::time::Instant::now()),
+                }))
+            }
         }))
     }
 
@@ -157,7 +161,14 @@ impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Conn::Node(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => Box::pin(async move {
+                let (generation, mut conn) = c.current();
+                let result = conn.req_packed_command(cmd).await;
+                if let Err(e) = &result {
+                    c.on_error(generation, e).await;
+                }
+                result
+            }),
             Conn::Sentinel(s) => Box::pin(async move {
                 let current = s.current();
                 let result = match &current.waits {
@@ -180,7 +191,14 @@ impl ConnectionLike for Redis {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => Box::pin(async move {
+                let (generation, mut conn) = c.current();
+                let result = conn.req_packed_commands(pipeline, offset, count).await;
+                if let Err(e) = &result {
+                    c.on_error(generation, e).await;
+                }
+                result
+            }),
             // mensajero's stores write through single commands and scripts only, which WAIT
             // covers above; a pipeline goes as it is.
             Conn::Sentinel(s) => Box::pin(async move {
@@ -201,8 +219,52 @@ impl ConnectionLike for Redis {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Conn::Node(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c) => c.current().1.get_db(),
             Conn::Sentinel(s) => s.current().conn.get_db(),
+        }
+    }
+}
+
+/// A Redis Cluster connection, made again when it stops answering.
+///
+/// After a master's `kill -9` and its replica's promotion, the cluster client has been seen
+/// (under CPU load, in the fault campaign) to follow the new slot map and then time out every
+/// request for about 100 s without trying anything else (a clean-clone CI run, twice at
+/// stop 16); a new connection starts over from the nodes' current slot map.
+struct ClusterNodes {
+    client: ClusterClient,
+    /// The connection in use and its generation, bumped on every replacement.
+    current: std::sync::RwLock<(u64, ClusterConnection)>,
+    /// When the connection was last made; held while making one.
+    rebuilt: tokio::sync::Mutex<std::time::Instant>,
+}
+
+/// The least time between two new Redis Cluster connections: longer than a request's own
+/// retries, so a failover's ordinary timeouts rarely cause one.
+const CLUSTER_REBUILD_EVERY: Duration = Duration::from_secs(5);
+
+impl ClusterNodes {
+    fn current(&self) -> (u64, ClusterConnection) {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// After a timeout on generation `generation`: a new connection (once for a burst).
+    async fn on_error(&self, generation: u64, e: &RedisError) {
+        if !e.is_timeout() {
+            return;
+        }
+        let mut last = self.rebuilt.lock().await;
+        if self.current().0 != generation || last.elapsed() < CLUSTER_REBUILD_EVERY {
+            return;
+        }
+        *last = std::time::Instant::now();
+        match self.client.get_async_connection().await {
+            Ok(conn) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
+                tracing::warn!("redis: the cluster connection timed out; made a new one");
+            }
+            Err(e) => tracing::debug!(error = %e, "redis: no new cluster connection yet"),
         }
     }
 }
