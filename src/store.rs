@@ -144,8 +144,7 @@ impl Redis {
                 let conn = client.get_async_connection().await?;
                 Conn::Cluster(Arc::new(ClusterNodes {
                     client,
-                    current: std::sync::RwLock::new((0, conn)),
-                    rebuilt: tokio::sync::Mutex::new(std::time::Instant::now()),
+                    conn: Renewable::new(conn, CLUSTER_REBUILD_EVERY),
                 }))
             }
         }))
@@ -162,7 +161,7 @@ impl ConnectionLike for Redis {
         match &mut self.0 {
             Conn::Node(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => Box::pin(async move {
-                let (generation, mut conn) = c.current();
+                let (generation, mut conn) = c.conn.current();
                 let result = conn.req_packed_command(cmd).await;
                 if let Err(e) = &result {
                     c.on_error(generation, e).await;
@@ -170,13 +169,13 @@ impl ConnectionLike for Redis {
                 result
             }),
             Conn::Sentinel(s) => Box::pin(async move {
-                let current = s.current();
+                let (generation, current) = s.current.current();
                 let result = match &current.waits {
                     Some(waits) if writes(cmd) => waits.replicated(cmd).await,
                     _ => current.conn.clone().req_packed_command(cmd).await,
                 };
                 if let Err(e) = &result {
-                    s.on_error(current.generation, e).await;
+                    s.on_error(generation, e).await;
                 }
                 result
             }),
@@ -192,7 +191,7 @@ impl ConnectionLike for Redis {
         match &mut self.0 {
             Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => Box::pin(async move {
-                let (generation, mut conn) = c.current();
+                let (generation, mut conn) = c.conn.current();
                 let result = conn.req_packed_commands(pipeline, offset, count).await;
                 if let Err(e) = &result {
                     c.on_error(generation, e).await;
@@ -202,14 +201,14 @@ impl ConnectionLike for Redis {
             // mensajero's stores write through single commands and scripts only, which WAIT
             // covers above; a pipeline goes as it is.
             Conn::Sentinel(s) => Box::pin(async move {
-                let current = s.current();
+                let (generation, current) = s.current.current();
                 let result = current
                     .conn
                     .clone()
                     .req_packed_commands(pipeline, offset, count)
                     .await;
                 if let Err(e) = &result {
-                    s.on_error(current.generation, e).await;
+                    s.on_error(generation, e).await;
                 }
                 result
             }),
@@ -219,8 +218,8 @@ impl ConnectionLike for Redis {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Conn::Node(c) => c.get_db(),
-            Conn::Cluster(c) => c.current().1.get_db(),
-            Conn::Sentinel(s) => s.current().conn.get_db(),
+            Conn::Cluster(c) => c.conn.current().1.get_db(),
+            Conn::Sentinel(s) => s.current.current().1.conn.get_db(),
         }
     }
 }
@@ -233,10 +232,7 @@ impl ConnectionLike for Redis {
 /// stop 16); a new connection starts over from the nodes' current slot map.
 struct ClusterNodes {
     client: ClusterClient,
-    /// The connection in use and its generation, bumped on every replacement.
-    current: std::sync::RwLock<(u64, ClusterConnection)>,
-    /// When the connection was last made; held while making one.
-    rebuilt: tokio::sync::Mutex<std::time::Instant>,
+    conn: Renewable<ClusterConnection>,
 }
 
 /// The least time between two new Redis Cluster connections: longer than a request's own
@@ -244,28 +240,69 @@ struct ClusterNodes {
 const CLUSTER_REBUILD_EVERY: Duration = Duration::from_secs(5);
 
 impl ClusterNodes {
-    fn current(&self) -> (u64, ClusterConnection) {
-        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (guard.0, guard.1.clone())
-    }
-
     /// After a timeout on generation `generation`: a new connection (once for a burst).
     async fn on_error(&self, generation: u64, e: &RedisError) {
         if !e.is_timeout() {
             return;
         }
-        let mut last = self.rebuilt.lock().await;
-        if self.current().0 != generation || last.elapsed() < CLUSTER_REBUILD_EVERY {
-            return;
-        }
-        *last = std::time::Instant::now();
-        match self.client.get_async_connection().await {
-            Ok(conn) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
-                tracing::warn!("redis: the cluster connection timed out; made a new one");
+        match self
+            .conn
+            .renew(generation, |_| self.client.get_async_connection())
+            .await
+        {
+            Some(Ok(())) => {
+                tracing::warn!("redis: the cluster connection timed out; made a new one")
             }
-            Err(e) => tracing::debug!(error = %e, "redis: no new cluster connection yet"),
+            Some(Err(e)) => tracing::debug!(error = %e, "redis: no new cluster connection yet"),
+            None => {}
         }
+    }
+}
+
+/// A connection that is replaced when it fails.
+///
+/// Every replacement bumps a generation: a burst of calls failing on one connection replaces
+/// it once (a call that failed on an older one finds it replaced already), and two tries are
+/// at least `every` apart, so a server that stays down is not hammered.
+struct Renewable<T> {
+    /// The connection in use and its generation.
+    current: std::sync::RwLock<(u64, T)>,
+    /// When a replacement was last tried; held while trying, so one call tries at a time.
+    tried: tokio::sync::Mutex<tokio::time::Instant>,
+    every: Duration,
+}
+
+impl<T: Clone> Renewable<T> {
+    fn new(conn: T, every: Duration) -> Self {
+        Self {
+            current: std::sync::RwLock::new((0, conn)),
+            tried: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            every,
+        }
+    }
+
+    fn current(&self) -> (u64, T) {
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replace generation `generation` with what `make` builds from it; `None` when nothing
+    /// was tried (replaced already, or tried less than `every` ago).
+    async fn renew<F, Fut>(&self, generation: u64, make: F) -> Option<Result<(), RedisError>>
+    where
+        F: FnOnce(T) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let mut tried = self.tried.lock().await;
+        let (now, conn) = self.current();
+        if now != generation || tried.elapsed() < self.every {
+            return None;
+        }
+        *tried = tokio::time::Instant::now();
+        let replacement = make(conn).await;
+        Some(replacement.map(|conn| {
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
+        }))
     }
 }
 
@@ -279,9 +316,7 @@ struct SentinelMaster {
     /// Asked for the master's address; behind a lock because its calls need `&mut`.
     sentinels: tokio::sync::Mutex<SentinelClient>,
     /// The connections in use, replaced when the master moves.
-    current: std::sync::RwLock<Current>,
-    /// When the Sentinels were last asked, so that a burst of failing calls asks once.
-    last_asked: std::sync::Mutex<Option<std::time::Instant>>,
+    current: Renewable<Current>,
     /// Asking has failed since the last success: only the first failure is a warning.
     failing: std::sync::atomic::AtomicBool,
     /// `[redis] wait_replicas`.
@@ -291,8 +326,6 @@ struct SentinelMaster {
 /// The connections to one master.
 #[derive(Clone)]
 struct Current {
-    /// Bumped on every replacement, so that a burst of failures replaces it once.
-    generation: u64,
     /// Shared by every call that needs no `WAIT`.
     conn: MultiplexedConnection,
     /// With `wait_replicas`: the connections writes go through.
@@ -413,8 +446,7 @@ impl SentinelMaster {
         let current = Self::master(&mut client, None, wait_replicas).await?;
         Ok(Self {
             sentinels: tokio::sync::Mutex::new(client),
-            current: std::sync::RwLock::new(current),
-            last_asked: std::sync::Mutex::new(Some(std::time::Instant::now())),
+            current: Renewable::new(current, SENTINEL_ASK_EVERY),
             failing: std::sync::atomic::AtomicBool::new(false),
             wait_replicas,
         })
@@ -448,18 +480,7 @@ impl SentinelMaster {
                 })
             })
         });
-        Ok(Current {
-            generation: previous.map_or(0, |p| p.generation + 1),
-            conn,
-            waits,
-        })
-    }
-
-    fn current(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        Ok(Current { conn, waits })
     }
 
     /// After an error on generation `generation`: when it says the master is gone or demoted,
@@ -478,28 +499,23 @@ impl SentinelMaster {
         if !lost {
             return;
         }
-        let mut client = self.sentinels.lock().await;
-        let current = self.current();
-        if current.generation != generation {
-            return; // another call replaced it while this one waited
-        }
-        {
-            let mut last = self.last_asked.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| at.elapsed() < SENTINEL_ASK_EVERY) {
-                return;
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        match Self::master(&mut client, Some(&current), self.wait_replicas).await {
-            Ok(replacement) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = replacement;
+        let renewed = self
+            .current
+            .renew(generation, |previous| async move {
+                let mut client = self.sentinels.lock().await;
+                Self::master(&mut client, Some(&previous), self.wait_replicas).await
+            })
+            .await;
+        match renewed {
+            Some(Ok(())) => {
                 self.failing.store(false, Relaxed);
                 tracing::info!("redis: connected to the master the sentinels name");
             }
-            Err(e) if !self.failing.swap(true, Relaxed) => {
+            Some(Err(e)) if !self.failing.swap(true, Relaxed) => {
                 tracing::warn!(error = %e, "redis: sentinels name no reachable master yet");
             }
-            Err(e) => tracing::debug!(error = %e, "redis: still no reachable master"),
+            Some(Err(e)) => tracing::debug!(error = %e, "redis: still no reachable master"),
+            None => {}
         }
     }
 }
@@ -558,5 +574,59 @@ mod tests {
         // Redis Cluster hashes only what is inside the first {...}: the same slot for both.
         let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_string();
         assert_eq!(tag(&dedupe), tag(&rate));
+    }
+
+    fn refused() -> RedisError {
+        RedisError::from((ErrorKind::Io, "refused"))
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_failures_on_one_connection_replaces_it_once() {
+        let conn = Arc::new(Renewable::new("first", Duration::ZERO));
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Eight calls failed on the first connection at once.
+        let burst = (0..8).map(|_| {
+            let (conn, made) = (conn.clone(), made.clone());
+            tokio::spawn(async move {
+                conn.renew(0, |_| async {
+                    made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    Ok("second")
+                })
+                .await
+            })
+        });
+        let tried: Vec<_> = futures_util::future::join_all(burst).await;
+        let tried = tried.into_iter().filter(|t| t.as_ref().unwrap().is_some());
+        assert_eq!(tried.count(), 1);
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(conn.current(), (1, "second"));
+        // A call that failed on the first connection finds it replaced already.
+        assert!(conn.renew(0, |_| async { Ok("third") }).await.is_none());
+        assert_eq!(conn.current(), (1, "second"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tries_to_replace_a_connection_are_spaced_out() {
+        let conn = Renewable::new("first", Duration::from_secs(3600));
+        // Just made: a failure now is not a reason to make another at once.
+        assert!(conn.renew(0, |_| async { Ok("second") }).await.is_none());
+
+        let conn = Renewable::new("first", Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let failed = conn.renew(0, |_| async { Err(refused()) }).await;
+        assert!(matches!(failed, Some(Err(_))));
+        assert_eq!(
+            conn.current(),
+            (0, "first"),
+            "a failed try keeps what there was"
+        );
+        assert!(conn.renew(0, |_| async { Ok("second") }).await.is_none());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(matches!(
+            conn.renew(0, |_| async { Ok("second") }).await,
+            Some(Ok(()))
+        ));
+        assert_eq!(conn.current(), (1, "second"));
     }
 }
