@@ -20,6 +20,8 @@
 #        scripts/cluster.sh start redis PORT       restart 6391/6392 (it comes back as a replica)
 #                                                  or a sentinel 26391-26393
 #        scripts/cluster.sh failover               SENTINEL FAILOVER mensajero, waits for the switch
+#        scripts/cluster.sh failover cluster N     CLUSTER FAILOVER on a replica of the master serving
+#                                                  the Nth slot range (1..3), waits for the switch
 #        scripts/cluster.sh kill cluster-master N  kill -9 the master serving the Nth slot range (1..3)
 #        scripts/cluster.sh start cluster-node PORT  restart a Redis Cluster node (7001-7006)
 #        scripts/cluster.sh rabbitmqctl N ARGS...  rabbitmqctl aimed at cN, with the cluster's cookie
@@ -795,6 +797,26 @@ cluster_kill_master() {
   say "cluster: killed master $addr (slots $slots, pid $pid, kill -9); its replica (${replicas:-none}) takes over after cluster-node-timeout; 'start cluster-node ${addr##*:}' brings it back as a replica"
 }
 
+# A handover, as managed services do for maintenance: the replica catches up with its master,
+# then the two swap roles, and the old master stays up as a replica of the new one.
+cluster_failover() {
+  local n=$1 line slots addr id replica reply
+  [[ -d $STATE_DIR/cluster ]] || die "cluster is not set up; run 'up cluster' first"
+  [[ $n =~ ^[1-3]$ ]] || die "N must be 1..3 (the Nth slot range: 0-5460, 5461-10922, 10923-16383)"
+  line=$(cluster_masters | sed -n "${n}p")
+  [[ -n $line ]] || die "cluster: no live master for slot range $n"
+  read -r _ slots addr id <<<"$line"
+  replica=$(cluster_nodes | awk -v id="$id" '$4 == id && $3 !~ /fail/ { a = $2; sub(/@.*/, "", a); print a; exit }')
+  [[ -n $replica ]] || die "cluster: master $addr has no live replica"
+  reply=$(rcli "${replica##*:}" cluster failover 2>&1) || true
+  [[ $reply == OK ]] || die "cluster: CLUSTER FAILOVER on $replica: $reply"
+  wait_for "$WAIT_SECS" "$replica to take over" cluster_is_master "${replica##*:}" || exit 1
+  wait_for "$WAIT_SECS" "cluster_state:ok" cluster_healthy any || exit 1
+  say "cluster: failover $addr -> $replica (slots $slots); $addr is its replica now"
+}
+
+cluster_is_master() { [[ $(redis_role "$1" 2>/dev/null) == master ]]; }
+
 cluster_restart() {
   local port=$1
   check_port_of "$port" "${CLUSTER_PORTS[@]}"
@@ -980,7 +1002,13 @@ main() {
         *) die "start what? rabbit N | redis PORT | cluster-node PORT" ;;
       esac
       ;;
-    failover) sentinel_failover ;;
+    failover)
+      case ${1:-sentinel} in
+        sentinel) sentinel_failover ;;
+        cluster) cluster_failover "${2:-}" ;;
+        *) die "failover what? [sentinel] | cluster N" ;;
+      esac
+      ;;
     rabbitmqctl)
       check_rabbit_n "${1:-}"
       rabbitmqctl_n "$@"
