@@ -1106,23 +1106,7 @@ async fn cluster_redis_cluster_master_kill_9() {
         return;
     };
     // Every key of the channel is in the slot of its hash tag: kill the master serving it.
-    let nodes = c.cluster.as_ref().unwrap().redis_cluster_urls();
-    let mut conn = redis::Client::open(nodes[0].as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(CHANNEL)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let range = match slot {
-        0..=5460 => "1",
-        5461..=10922 => "2",
-        _ => "3",
-    };
+    let range = c.cluster.as_ref().unwrap().slot_range_of(CHANNEL).await;
     c.warm_up(Duration::from_secs(60)).await;
     c.kill_and_restore(
         &["kill", "cluster-master", range],

@@ -381,6 +381,98 @@ async fn forced_failover(min_replicas: u32, wait_replicas: u32) {
     }
 }
 
+/// A Redis Cluster master handed over to its replica (`CLUSTER FAILOVER`, the way managed
+/// services do maintenance): the old master stays up as a replica, so nothing closes the
+/// connections to it, and it answers a script's write with `READONLY` rather than `MOVED` (a
+/// client that only follows `MOVED` stays stuck there: redis-rs issue 2085). Writers running a
+/// script through mensajero's cluster connection carry on on the new master, and the handover
+/// loses no acknowledged write.
+#[tokio::test]
+async fn cluster_redis_cluster_handover_is_followed_and_loses_nothing() {
+    use mensajero::store::{Redis, RedisTarget};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let Some(cluster) = tokio::task::spawn_blocking(|| LocalCluster::up(&["cluster"]))
+        .await
+        .expect("cluster start-up")
+    else {
+        return;
+    };
+    let key = format!("{}:{{handover}}:count", unique_prefix("handover"));
+    let range = cluster.slot_range_of(&key).await;
+    let redis = Redis::connect(&RedisTarget::Cluster(cluster.redis_cluster_urls()))
+        .await
+        .expect("the Redis Cluster");
+
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let (mut redis, acked, failed, stop, key) = (
+            redis.clone(),
+            acked.clone(),
+            failed.clone(),
+            stop.clone(),
+            key.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let script = redis::Script::new("return redis.call('INCR', KEYS[1])");
+            while !stop.is_cancelled() {
+                let done: redis::RedisResult<i64> = script.key(&key).invoke_async(&mut redis).await;
+                match done {
+                    Ok(_) => acked.fetch_add(1, Relaxed),
+                    Err(e) => {
+                        eprintln!("handover: write failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        failed.fetch_add(1, Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = acked.load(Relaxed);
+    let (cluster, said) = tokio::task::spawn_blocking(move || {
+        let said = cluster.fault(&["failover", "cluster", range]);
+        (cluster, said)
+    })
+    .await
+    .expect("handover");
+    let at_handover = acked.load(Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let (acked, failed) = (acked.load(Relaxed), failed.load(Relaxed));
+    let mut reader = redis.clone();
+    let count: u64 = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut reader)
+        .await
+        .expect("the count on the new master");
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("cluster down");
+    println!(
+        "handover: {said}; writes acknowledged {acked} ({before} before it, {} after it), failed {failed}; count {count}",
+        acked - at_handover
+    );
+    assert!(before > 100, "the writers kept the master busy");
+    assert!(
+        acked - at_handover > 100,
+        "writes went on on the new master ({} after the handover, {failed} failed)",
+        acked - at_handover
+    );
+    // A write whose answer was lost may have been done all the same (count above acked).
+    assert!(
+        count >= acked,
+        "{} acknowledged writes lost in the handover",
+        acked - count
+    );
+}
+
 /// What [`replication_loss`] saw.
 struct Loss {
     /// What the fault printed.

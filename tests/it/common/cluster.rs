@@ -106,6 +106,28 @@ impl LocalCluster {
         self.list("MENSAJERO_REDIS_CLUSTER_URLS")
     }
 
+    /// Which of the Redis Cluster's three slot ranges (as `cluster.sh` numbers them) holds
+    /// `key`.
+    pub async fn slot_range_of(&self, key: &str) -> &'static str {
+        let nodes = self.redis_cluster_urls();
+        let mut conn = redis::Client::open(nodes[0].as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis Cluster node");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        match slot {
+            0..=5460 => "1",
+            5461..=10922 => "2",
+            _ => "3",
+        }
+    }
+
     /// The `[redis]` lines of a worker using the Redis Cluster.
     pub fn redis_cluster_toml(&self) -> String {
         format!("cluster = {:?}\n", self.redis_cluster_urls())
