@@ -784,15 +784,27 @@ cluster_down() {
   say "cluster: stopped"
 }
 
-cluster_kill_master() {
-  local n=$1 line slots addr id pid replicas
+# "SLOTS HOST:PORT ID" of the live master serving the Nth slot range (1..3).
+cluster_master_of() {
+  local n=$1 line
   [[ -d $STATE_DIR/cluster ]] || die "cluster is not set up; run 'up cluster' first"
   [[ $n =~ ^[1-3]$ ]] || die "N must be 1..3 (the Nth slot range: 0-5460, 5461-10922, 10923-16383)"
   line=$(cluster_masters | sed -n "${n}p")
   [[ -n $line ]] || die "cluster: no live master for slot range $n"
-  read -r _ slots addr id <<<"$line"
+  cut -d' ' -f2- <<<"$line"
+}
+
+# The HOST:PORT of each replica of the master with node id $1, one per line.
+cluster_replicas_of() {
+  cluster_nodes | awk -v id="$1" '$4 == id && $3 !~ /fail/ { a = $2; sub(/@.*/, "", a); print a }'
+}
+
+cluster_kill_master() {
+  local master slots addr id pid replicas
+  master=$(cluster_master_of "${1:-}") || exit 1
+  read -r slots addr id <<<"$master"
   pid=$(redis_pid "${addr##*:}") || die "cluster: master $addr is not one of ours"
-  replicas=$(cluster_nodes | awk -v id="$id" '$4 == id { a = $2; sub(/@.*/, "", a); print a }' | paste -sd ' ')
+  replicas=$(cluster_replicas_of "$id" | paste -sd ' ')
   kill9_pid "$pid" "cluster master $addr"
   say "cluster: killed master $addr (slots $slots, pid $pid, kill -9); its replica (${replicas:-none}) takes over after cluster-node-timeout; 'start cluster-node ${addr##*:}' brings it back as a replica"
 }
@@ -800,13 +812,10 @@ cluster_kill_master() {
 # A handover, as managed services do for maintenance: the replica catches up with its master,
 # then the two swap roles, and the old master stays up as a replica of the new one.
 cluster_failover() {
-  local n=$1 line slots addr id replica reply
-  [[ -d $STATE_DIR/cluster ]] || die "cluster is not set up; run 'up cluster' first"
-  [[ $n =~ ^[1-3]$ ]] || die "N must be 1..3 (the Nth slot range: 0-5460, 5461-10922, 10923-16383)"
-  line=$(cluster_masters | sed -n "${n}p")
-  [[ -n $line ]] || die "cluster: no live master for slot range $n"
-  read -r _ slots addr id <<<"$line"
-  replica=$(cluster_nodes | awk -v id="$id" '$4 == id && $3 !~ /fail/ { a = $2; sub(/@.*/, "", a); print a; exit }')
+  local master slots addr id replica reply
+  master=$(cluster_master_of "${1:-}") || exit 1
+  read -r slots addr id <<<"$master"
+  replica=$(cluster_replicas_of "$id" | sed -n 1p)
   [[ -n $replica ]] || die "cluster: master $addr has no live replica"
   reply=$(rcli "${replica##*:}" cluster failover 2>&1) || true
   [[ $reply == OK ]] || die "cluster: CLUSTER FAILOVER on $replica: $reply"
