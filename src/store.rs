@@ -269,6 +269,7 @@ struct Renewable<T> {
     current: std::sync::RwLock<(u64, T)>,
     /// When a replacement was last tried; held while trying, so one call tries at a time.
     tried: tokio::sync::Mutex<tokio::time::Instant>,
+    /// The least time between two tries.
     every: Duration,
 }
 

@@ -378,10 +378,7 @@ impl Campaign {
     /// A campaign on the local clusters `wiring.on` names; `None` (the test skips, saying why)
     /// where they cannot start here.
     async fn on_cluster(name: &'static str, wiring: Wiring) -> Option<Self> {
-        let parts = wiring.on;
-        let cluster = tokio::task::spawn_blocking(move || LocalCluster::up(parts))
-            .await
-            .expect("cluster start-up")?;
+        let cluster = LocalCluster::start(wiring.on).await?;
         Some(Self::start(name, wiring, Some(cluster)).await)
     }
 

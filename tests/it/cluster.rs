@@ -145,10 +145,7 @@ async fn campaign(
     expect_reconnect: bool,
     faults: impl FnOnce(&LocalCluster, &str) -> String + Send + 'static,
 ) {
-    let Some(cluster) = tokio::task::spawn_blocking(|| LocalCluster::up(&["rabbit"]))
-        .await
-        .expect("cluster start-up")
-    else {
+    let Some(cluster) = LocalCluster::start(&["rabbit"]).await else {
         return;
     };
     let jobs: usize = std::env::var("CHAOS_JOBS")
@@ -258,9 +255,7 @@ async fn campaign(
         stats.replayed
     );
     drop(app);
-    tokio::task::spawn_blocking(move || drop(cluster))
-        .await
-        .expect("cluster down");
+    cluster.stop().await;
 }
 
 /// `kill -9` of nodes 1 and 2 in turn, each back after 2 s: whichever node the worker is on
@@ -392,10 +387,7 @@ async fn cluster_redis_cluster_handover_is_followed_and_loses_nothing() {
     use mensajero::store::{Redis, RedisTarget};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    let Some(cluster) = tokio::task::spawn_blocking(|| LocalCluster::up(&["cluster"]))
-        .await
-        .expect("cluster start-up")
-    else {
+    let Some(cluster) = LocalCluster::start(&["cluster"]).await else {
         return;
     };
     let key = format!("{}:{{handover}}:count", unique_prefix("handover"));
@@ -452,9 +444,7 @@ async fn cluster_redis_cluster_handover_is_followed_and_loses_nothing() {
         .query_async(&mut reader)
         .await
         .expect("the count on the new master");
-    tokio::task::spawn_blocking(move || drop(cluster))
-        .await
-        .expect("cluster down");
+    cluster.stop().await;
     println!(
         "handover: {said}; writes acknowledged {acked} ({before} before it, {} after it), failed {failed}; count {count}",
         acked - at_handover
@@ -500,9 +490,7 @@ async fn replication_loss(
     use mensajero::store::{Redis, RedisTarget};
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
-    let cluster = tokio::task::spawn_blocking(|| LocalCluster::up(&["sentinel"]))
-        .await
-        .expect("cluster start-up")?;
+    let cluster = LocalCluster::start(&["sentinel"]).await?;
     cluster.require_replicas(min_replicas).await;
     let prefix = unique_prefix("loss");
     let (sentinels, master_name) = cluster.sentinels();
@@ -577,9 +565,7 @@ async fn replication_loss(
                 .map(|((_, at), _)| *at),
         );
     }
-    tokio::task::spawn_blocking(move || drop(cluster))
-        .await
-        .expect("cluster down");
+    cluster.stop().await;
     Some(Loss {
         said,
         fault_at,

@@ -47,6 +47,21 @@ impl LocalCluster {
         Some(cluster)
     }
 
+    /// [`LocalCluster::up`] for async tests: off the runtime's threads, since it waits for
+    /// the processes.
+    pub async fn start(parts: &'static [&'static str]) -> Option<Self> {
+        tokio::task::spawn_blocking(move || Self::up(parts))
+            .await
+            .expect("cluster start-up")
+    }
+
+    /// Stop what was started, off the runtime's threads, since `down` waits for the processes.
+    pub async fn stop(self) {
+        tokio::task::spawn_blocking(move || drop(self))
+            .await
+            .expect("cluster down");
+    }
+
     fn list(&self, var: &str) -> Vec<String> {
         self.env
             .get(var)
